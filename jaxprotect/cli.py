@@ -1,0 +1,38 @@
+"""The ``jaxprotect`` command: ``faces``, ``protect``, ``demo`` and ``convert``.
+
+Each subcommand lives in ``jaxprotect/commands/<name>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int`` (the exit status); heavy imports happen inside ``run``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": "protect the embedded astronaut photo with TIP-IM and judge it with a recogniser it never saw",
+    "faces": "detect faces (MTCNN) in photos; print boxes and scores, optionally write aligned crops",
+    "protect": "protect the faces in photos (clip2protect, tipim, pgd, mifgsm, tidim)",
+    "convert": "convert an original PyTorch checkpoint into a jaxprotect params cache (.npz/.safetensors)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxprotect", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(f"jaxprotect.commands.{name}")
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``jaxprotect`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

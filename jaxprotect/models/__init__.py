@@ -1,0 +1,1 @@
+"""Networks ported from the original PyTorch code, one module per family."""
