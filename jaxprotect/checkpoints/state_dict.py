@@ -148,6 +148,9 @@ def save_flat(path: str | os.PathLike, flat: Mapping[str, Any]) -> None:
         else:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -131,6 +131,13 @@ _ALLOWED = {
     ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    # TorchScript archives (torch.jit.save) wrap typed attributes (List[int], e.g. LayerNorm's
+    # normalized_shape) in these identity functions of torch/jit/_pickle.py.
+    ("torch.jit._pickle", "build_intlist"): list,
+    ("torch.jit._pickle", "build_tensorlist"): list,
+    ("torch.jit._pickle", "build_doublelist"): list,
+    ("torch.jit._pickle", "build_boollist"): list,
+    ("torch.jit._pickle", "restore_type_tag"): lambda value, _type_str: value,
 }
 _INERT_MODULE_PREFIXES = ("__torch__",)
 _INERT = {("argparse", "Namespace"), ("torch", "device")}

@@ -1,0 +1,1 @@
+"""Reading data files (face sets, image lists) safely."""

@@ -1,0 +1,301 @@
+"""CLIP2Protect end to end for a batch of aligned photos: e4e inversion, generator fine-tuning,
+adversarial latent search, evaluation on the held-out recogniser.
+
+Photos are batched: per-photo arrays carry a leading axis B, the stages are jit-compiled and
+wrapped in ``shard_map`` over a 1-D device mesh (:mod:`sharding`), so B photos spread over the
+devices; on one device the mesh has one entry. Each photo's randomness comes only from its own
+key (noise maps: ``fold_in(key, 0)``; augmentation of step i: ``fold_in(fold_in(key, 1), i)``),
+so a photo gets the same result alone or in any batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
+from jaxprotect.methods.clip2protect.finetune import (
+    broadcast_params,
+    draw_noise,
+    init_finetune,
+    make_finetune_step,
+    resize_for_loss,
+)
+from jaxprotect.methods.clip2protect.generator import Synthesis
+from jaxprotect.methods.clip2protect.inversion import invert, photo_to_unit
+from jaxprotect.methods.clip2protect.ops import crop_resize, crop_resize_matrices
+from jaxprotect.methods.clip2protect.search import (
+    Recogniser,
+    SearchInputs,
+    SearchModels,
+    init_state,
+    make_evaluate,
+    make_source_image,
+    make_step,
+)
+from jaxprotect.methods.clip2protect.sharding import (
+    batch_mesh,
+    over_batch,
+    pad_batch,
+    padded_size,
+    put_batched,
+    put_replicated,
+)
+
+__all__ = ["Networks", "face_embeddings", "fr_matrices", "photo_keys", "protect_batch", "finetune_batch"]
+
+
+@dataclasses.dataclass(eq=False)
+class Networks:
+    """Everything CLIP2Protect runs, static parts and params.
+
+    ``synthesis`` + ``g_params`` (pretrained generator); ``lpips_apply(params, a, b) -> [N]`` +
+    ``lpips_params``; ``recognisers`` {name: :class:`Recogniser`} (the 3 surrogates and the victim)
+    + ``fr_params``; ``clip_features(clip_params, images01) -> [A, D]`` and
+    ``clip_nce(text, source [1, D], target [A, D]) -> scalar`` (see :class:`SearchModels`) +
+    ``clip_params`` + ``text`` (text features, computed once per prompt pair);
+    ``e4e(images [N, 256, 256, 3] in [-1, 1]) -> W+`` (may be None when codes are given).
+    """
+
+    synthesis: Synthesis
+    g_params: Any
+    lpips_apply: Callable | None
+    lpips_params: Any
+    recognisers: dict
+    fr_params: dict
+    clip_features: Callable
+    clip_nce: Callable
+    clip_params: Any
+    text: Any
+    e4e: Callable | None = None
+
+    @functools.cached_property
+    def search_models(self) -> SearchModels:
+        return SearchModels(self.synthesis, self.recognisers, self.clip_features, self.clip_nce)
+
+    def shared(self) -> dict:
+        """The replicated params of the search step."""
+        return {"fr": self.fr_params, "clip": self.clip_params, "text": self.text}
+
+
+def photo_keys(key, indices) -> jax.Array:
+    """Per-photo keys ``fold_in(key, index)`` for integer photo identifiers."""
+    return jnp.stack([jax.random.fold_in(key, int(i)) for i in indices])
+
+
+def fr_matrices(boxes, margin: int, height: int, width: int, sizes) -> tuple[dict, dict]:
+    """({str(size): rows [B, size, H]}, {str(size): cols [B, size, W]}) crop-and-resize matrices
+    for MTCNN ``boxes`` [B, 4] (x1, y1, x2, y2) and each recogniser input size."""
+    rows, cols = {}, {}
+    for size in sorted(set(int(s) for s in sizes)):
+        pairs = [crop_resize_matrices(b, margin, height, width, size) for b in boxes]
+        rows[str(size)] = np.stack([p[0] for p in pairs])
+        cols[str(size)] = np.stack([p[1] for p in pairs])
+    return rows, cols
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _embed(rec: Recogniser, params, x01, rows, cols):
+    face = crop_resize((x01 - 0.5) * 2.0, rows, cols)
+    return rec.apply(params, face[None])[0]
+
+
+def face_embeddings(nets: Networks, photo_uint8, box, margin: int, names=None) -> dict:
+    """{name: embedding [D]} of the face in ``photo_uint8`` [H, W, 3] (any size): upstream's
+    ``(crop(ToTensor(photo)) - 0.5) * 2`` bilinear-resized to each recogniser's input size.
+    ``box`` (x1, y1, x2, y2), Python-rounded with ``margin`` as upstream."""
+    x01 = jnp.asarray(photo_to_unit(photo_uint8))
+    h, w = x01.shape[:2]
+    out = {}
+    for name in names or nets.recognisers:
+        rec = nets.recognisers[name]
+        rows, cols = crop_resize_matrices(box, margin, h, w, rec.input_size)
+        out[name] = _embed(rec, nets.fr_params[name], x01, rows, cols)
+    return out
+
+
+def _real_images(photos_uint8, cfg):
+    """``Normalize(0.5, 0.5)(ToTensor(photo))`` resized for the tuning loss: [B, s, s, 3] in [-1, 1]."""
+    real = (photo_to_unit(np.asarray(photos_uint8)) - np.float32(0.5)) / np.float32(0.5)
+    return resize_for_loss(jnp.asarray(real), cfg)
+
+
+def _noise_batch(keys, synthesis: Synthesis) -> list:
+    per_photo = [draw_noise(jax.random.fold_in(k, 0), synthesis) for k in keys]
+    return [jnp.stack([p[i] for p in per_photo]) for i in range(len(synthesis.noise_shapes))]
+
+
+def _tick(progress, stage, done, total):
+    if progress is not None:
+        progress(stage, done, total)
+
+
+def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, mesh=None, progress=None,
+                   carry=None):
+    """Stage 1 for B photos. Returns (per-photo params [B, ...], losses [B, steps], carry).
+
+    Default: each photo tunes its own copy of ``nets.g_params`` (batched over the mesh).
+    ``cfg.sequential_generator``: photos one by one in order, each starting from the generator
+    and Adam state left by the previous one (``carry``, None = pretrained weights, fresh Adam);
+    the returned carry continues the chain into the next batch.
+    """
+    b = w0.shape[0]
+    if cfg.sequential_generator:
+        run = _finetune_fn(nets.synthesis, nets.lpips_apply, cfg, None)
+        state = carry if carry is not None else init_finetune(broadcast_params(nets.g_params, 1), cfg)
+        params, curves = [], []
+        for i in range(b):
+            losses = []
+            for t in range(cfg.finetune_steps):
+                state, loss = run(state, w0[i:i + 1], [n[i:i + 1] for n in noise], real[i:i + 1], nets.lpips_params)
+                losses.append(np.asarray(loss)[0])
+                _tick(progress, "fine-tune", i * cfg.finetune_steps + t + 1, b * cfg.finetune_steps)
+            params.append(state.params)
+            curves.append(losses)
+        stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *params)
+        return stacked, np.asarray(curves, np.float32).reshape(b, cfg.finetune_steps), state
+    mesh = mesh or batch_mesh(jax.devices()[:1])
+    size = padded_size(b, mesh)
+    fn = _finetune_fn(nets.synthesis, nets.lpips_apply, cfg, mesh)
+    state = init_finetune(broadcast_params(nets.g_params, size), cfg)
+    state = put_batched(state, mesh)
+    w_, noise_, real_ = put_batched(pad_batch((w0, list(noise), real), b, size), mesh)
+    lp = put_replicated(nets.lpips_params, mesh)
+    losses = []
+    for t in range(cfg.finetune_steps):
+        state, loss = fn(state, w_, noise_, real_, lp)
+        losses.append(np.asarray(loss)[:b])
+        _tick(progress, "fine-tune", t + 1, cfg.finetune_steps)
+    params = jax.tree.map(lambda p: p[:b], state.params)
+    return params, np.stack(losses, axis=1) if losses else np.zeros((b, 0), np.float32), None
+
+
+@functools.lru_cache(maxsize=16)
+def _finetune_fn(synthesis, lpips_apply, cfg, mesh):
+    """The compiled tuning step (cached: one compilation per configuration and mesh)."""
+    step = make_finetune_step(synthesis, lpips_apply, cfg)
+    if mesh is None:
+        return jax.jit(step, donate_argnums=(0,))
+    return over_batch(step, mesh, (True, True, True, True, False), donate=(0,))
+
+
+@functools.lru_cache(maxsize=16)
+def _search_fns(models, cfg, per_photo, mesh):
+    """(source image, step, evaluate), compiled over the mesh (cached per configuration)."""
+    gb = per_photo
+    return (
+        over_batch(make_source_image(models, cfg, per_photo), mesh, (gb, True, True, False)),
+        over_batch(make_step(models, cfg, per_photo), mesh, (True, True, gb, False, False), donate=(0,)),
+        over_batch(make_evaluate(models, cfg, per_photo), mesh, (True, True, gb, False, False)),
+    )
+
+
+def protect_batch(
+    nets: Networks,
+    photos_uint8,
+    boxes,
+    keys,
+    target_emb: dict,
+    eval_emb,
+    cfg: Clip2ProtectConfig,
+    *,
+    w0=None,
+    mesh=None,
+    progress: Callable | None = None,
+    finetune_carry=None,
+) -> dict:
+    """Protect B aligned photos.
+
+    ``photos_uint8`` [B, S, S, 3] RGB at the generator's size S; ``boxes`` [B, 4] their MTCNN
+    face boxes (x1, y1, x2, y2) in that frame; ``keys`` [B] per-photo PRNG keys; ``target_emb``
+    {name: [B, D]} target embeddings for all four recognisers; ``eval_emb`` [B, D] the victim's
+    embedding of the evaluation photo (upstream ``target_eval``). ``w0``: e4e codes [B, L, 512]
+    (computed with ``nets.e4e`` when None). ``mesh``: a :func:`sharding.batch_mesh` (default: the
+    first device). ``progress(stage, done, total)`` is called after every step.
+
+    Returns a dict of host arrays: ``protected`` [B, S, S, 3] in [0, 1] (the result),
+    ``reconstruction`` [B, S, S, 3] (G(w0) after tuning), ``w0``, ``w`` [B, L, 512] (final
+    state), ``loss`` {term: [B, steps]} (each step's forward; the last entry is the evaluated
+    forward), ``finetune_loss`` [B, finetune_steps], ``final_sim`` {name: [B]},
+    ``victim_sim`` [B], plus ``finetune_carry`` for :attr:`Clip2ProtectConfig.sequential_generator`.
+    """
+    photos_uint8 = np.asarray(photos_uint8)
+    b, s = photos_uint8.shape[0], nets.synthesis.size
+    if photos_uint8.shape[1:] != (s, s, 3):
+        raise ValueError(f"photos must be [B, {s}, {s}, 3] uint8 (aligned to the generator), got {photos_uint8.shape}")
+    keys = jnp.asarray(keys)
+    if w0 is None:
+        _tick(progress, "inversion", 0, 1)
+        w0 = invert(nets.e4e, photos_uint8)
+        _tick(progress, "inversion", 1, 1)
+    w0 = jnp.asarray(w0, jnp.float32)
+    noise = _noise_batch(keys, nets.synthesis)
+
+    if cfg.skip_finetune or cfg.finetune_steps == 0:
+        g_params, per_photo, ft_losses, carry = nets.g_params, False, np.zeros((b, 0), np.float32), finetune_carry
+    else:
+        real = _real_images(photos_uint8, cfg)
+        g_params, ft_losses, carry = finetune_batch(nets, w0, noise, real, cfg, mesh=mesh, progress=progress,
+                                                    carry=finetune_carry)
+        per_photo = True
+
+    mesh = mesh or batch_mesh(jax.devices()[:1])
+    size = padded_size(b, mesh)
+    models = nets.search_models
+    sizes = [r.input_size for r in nets.recognisers.values()]
+    rows, cols = fr_matrices(boxes, cfg.margin, s, s, sizes)
+    source_emb = {}
+    if not cfg.impersonate:
+        per = [face_embeddings(nets, photos_uint8[i], boxes[i], cfg.margin, cfg.surrogates) for i in range(b)]
+        source_emb = {n: jnp.stack([p[n] for p in per]) for n in cfg.surrogates}
+    aug_keys = jnp.stack([jax.random.fold_in(k, 1) for k in keys])
+
+    src_fn, step_fn, eval_fn = _search_fns(models, cfg, per_photo, mesh)
+
+    g_in = put_batched(pad_batch(g_params, b, size), mesh) if per_photo else put_replicated(g_params, mesh)
+    w0_p, noise_p = put_batched(pad_batch((w0, list(noise)), b, size), mesh)
+    shared = put_replicated(nets.shared(), mesh)
+    source01, source_feat = src_fn(g_in, w0_p, noise_p, shared["clip"])
+    inputs = SearchInputs(
+        w0=w0_p,
+        noise=tuple(noise_p),
+        source_feat=source_feat,
+        rows=rows,
+        cols=cols,
+        target_emb={k: jnp.asarray(v) for k, v in target_emb.items()},
+        source_emb=source_emb,
+        eval_emb=jnp.asarray(eval_emb),
+        key=aug_keys,
+    )
+    inputs = inputs._replace(**{f: put_batched(pad_batch(getattr(inputs, f), b, size), mesh)
+                                for f in ("rows", "cols", "target_emb", "source_emb", "eval_emb", "key")})
+    state = put_batched(init_state(inputs, nets.synthesis, cfg), mesh)
+
+    n_updates = cfg.steps - 1 if cfg.final_image == "pre_update" else cfg.steps
+    curves = []
+    for i in range(n_updates):
+        state, aux = step_fn(state, inputs, g_in, shared, jnp.int32(i))
+        curves.append(jax.tree.map(lambda a: np.asarray(a)[:b], aux))
+        _tick(progress, "search", i + 1, cfg.steps)
+    image, aux = eval_fn(state, inputs, g_in, shared, jnp.int32(n_updates))
+    final = jax.tree.map(lambda a: np.asarray(a)[:b], aux)
+    _tick(progress, "search", cfg.steps, cfg.steps)
+    curves.append({k: final[k] for k in ("loss", "l2", "adv", "clip", "sim")})
+
+    loss = {k: np.stack([c[k] for c in curves], axis=1) for k in ("loss", "l2", "adv", "clip")}
+    loss["sim"] = {n: np.stack([c["sim"][n] for c in curves], axis=1) for n in cfg.surrogates}
+    return {
+        "protected": np.asarray(image)[:b],
+        "reconstruction": np.asarray(source01)[:b],
+        "w0": np.asarray(w0),
+        "w": np.asarray(state.w)[:b],
+        "loss": loss,
+        "finetune_loss": ft_losses,
+        "final_sim": final["final_sim"],
+        "victim_sim": final["victim_sim"],
+        "finetune_carry": carry,
+    }

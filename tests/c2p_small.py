@@ -1,0 +1,110 @@
+"""A small CLIP2Protect for the tests: the real StyleGAN2, LPIPS-VGG, CLIP and NCE-loss code on tiny
+configurations with rule/random weights, and tiny random recognisers in the four roles.
+
+- StyleGAN2: ``Generator(size, 512, 8, channel_multiplier=1)`` with weights drawn by the golden
+  StyleGAN2 rule (``weight_rule``: N(0, 1) equalised weights, modulation bias 1 + ...), loaded
+  through ``load_stylegan2`` (the converter users run);
+- LPIPS: the real ``LPIPSModule('vgg')`` with randomly initialised trunk and heads;
+- CLIP: the tiny OpenAI-layout configuration of the CLIP tests, through ``load_clip``, and the
+  real ``nce_loss`` pieces with text features from ``precompute_text_features`` on 3 templates;
+- recognisers: :class:`tiny_recogniser.TinyRecogniser` at two input sizes (16 for three roles,
+  20 for "facenet", standing in for 112/160).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from weight_rule import draw, rule_for
+
+SIZE = 16
+FR_SIZES = {"ir152": 16, "irse50": 16, "facenet": 20, "mobileface": 16}
+
+
+def stylegan2_rule_state_dict(size: int, channel_multiplier: int = 1, seed: int = 0) -> dict:
+    """``g_ema`` state dict of ``Generator(size, 512, 8, channel_multiplier)`` by the golden rule."""
+    from jaxprotect.models.stylegan2 import StyleGAN2Config, param_shapes
+
+    cfg = StyleGAN2Config(size=size, channel_multiplier=channel_multiplier)
+    rng = np.random.default_rng(seed)
+    return {k: draw(rule_for(k, s, "stylegan2", frozenset()), s, rng) for k, s in param_shapes(cfg).items()}
+
+
+@functools.lru_cache(maxsize=4)
+def small_networks(size: int = SIZE, text_templates: int = 3):
+    """(Networks, generator) of the small configuration (built once per process)."""
+    from clip_helpers import tiny_openai_state_dict
+    from tiny_recogniser import TinyRecogniser
+
+    from jaxprotect.losses.clip_losses import clip_image_features, nce_loss_from_features, precompute_text_features
+    from jaxprotect.methods.clip2protect.generator import from_stylegan2
+    from jaxprotect.methods.clip2protect.pipeline import Networks
+    from jaxprotect.methods.clip2protect.search import Recogniser
+    from jaxprotect.models.clip import load_clip
+    from jaxprotect.models.lpips import LPIPSModule
+    from jaxprotect.models.stylegan2 import load_stylegan2
+    from jaxprotect.text.templates import IMAGENET_TEMPLATES
+
+    g = load_stylegan2(stylegan2_rule_state_dict(size), channel_multiplier=1)
+    lp = LPIPSModule("vgg")
+    lp_params = lp.init(jax.random.key(7), jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 16, 3)))["params"]
+    clip = load_clip(tiny_openai_state_dict(3))
+    text = precompute_text_features(clip, "face", "red lipstick", IMAGENET_TEMPLATES[:text_templates])
+    module = TinyRecogniser(32)
+    recs, fr_params = {}, {}
+    for i, (name, s) in enumerate(FR_SIZES.items()):
+        fr_params[name] = module.init(jax.random.key(100 + i), jnp.zeros((1, s, s, 3)))["params"]
+        recs[name] = Recogniser(name, _tiny_apply(module), s)
+
+    def lpips_apply(params, a, b):
+        return lp.apply({"params": params}, a, b)
+
+    def clip_features(params, images01):
+        return clip_image_features(params, images01, "faithful")
+
+    nets = Networks(
+        synthesis=from_stylegan2(g), g_params=g.params, lpips_apply=lpips_apply, lpips_params=lp_params,
+        recognisers=recs, fr_params=fr_params, clip_features=clip_features, clip_nce=nce_loss_from_features,
+        clip_params=clip.params, text=text, e4e=None,
+    )
+    return nets, g
+
+
+def _tiny_apply(module):
+    def apply(params, images):
+        return module.apply({"params": params}, images)
+
+    return apply
+
+
+def small_photos(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    """n smooth random RGB uint8 photos [n, size, size, 3]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = []
+    for _ in range(n):
+        f = rng.uniform(1, 3, (3, 2))
+        ph = rng.uniform(0, 6.3, 3)
+        img = np.stack([0.5 + 0.4 * np.sin(2 * np.pi * (f[c, 0] * xx + f[c, 1] * yy) + ph[c]) for c in range(3)], -1)
+        out.append(np.clip(img * 255 + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def small_inputs(nets, n: int, seed: int = 0):
+    """(photos, boxes, w0, target_emb, eval_emb) for n photos of the small configuration."""
+    from jaxprotect.methods.clip2protect.pipeline import face_embeddings
+
+    size = nets.synthesis.size
+    photos = small_photos(n, size, seed)
+    boxes = np.array([[2.5 + i, 1.5, size - 2.5, size - 1.5 - i] for i in range(n)], np.float32)
+    rng = np.random.default_rng(seed + 1)
+    w0 = rng.standard_normal((n, nets.synthesis.n_latent, 512)).astype(np.float32)
+    target = small_photos(1, size, seed + 99)[0]
+    tbox = (1.0, 2.0, size - 1.0, size - 2.0)
+    temb = face_embeddings(nets, target, tbox, 0)
+    target_emb = {k: np.repeat(np.asarray(v)[None], n, 0) for k, v in temb.items()}
+    eval_emb = np.repeat(np.asarray(temb["mobileface"])[None], n, 0)
+    return photos, boxes, w0, target_emb, eval_emb

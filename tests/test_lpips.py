@@ -1,0 +1,227 @@
+"""LPIPS v0.1 (vgg, alex) against lpips 0.1.4 goldens, through the real converter."""
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
+from jaxprotect.models.lpips import LPIPS, convert_lpips, load_lpips, lpips_heads
+from jaxprotect.registry import load_network
+from tests.conftest import asset_path, load_golden
+from tests.weight_rule import rule_weights
+
+ARCHS = ["vgg", "alex"]
+_NET = re.compile(r"^net\.slice\d+\.(\d+)\.(weight|bias)$")
+
+
+def _golden(arch):
+    return load_golden(f"lpips_{arch}.npz")
+
+
+def _lpips_layout(g):
+    """Trunk in lpips' layout (``net.slice{k}.{i}.*``), drawn by the golden's weight rule."""
+    return rule_weights(g)
+
+
+def _torchvision_layout(g):
+    """The same trunk as torchvision's ``features.{i}.*`` state dict."""
+    return {"features.{}.{}".format(*_NET.match(k).groups()): v for k, v in rule_weights(g).items()}
+
+
+def _stored_heads(g, with_duplicates=True):
+    """The real v0.1 heads the golden stores as ``lin_weight::<key>`` (``lin{k}`` and, twice, ``lins.{k}``)."""
+    heads = {k.split("::", 1)[1]: v for k, v in g.items() if k.startswith("lin_weight::")}
+    return heads if with_duplicates else {k: v for k, v in heads.items() if not k.startswith("lins.")}
+
+
+def _nhwc(x):
+    return jnp.asarray(np.transpose(x, (0, 2, 3, 1)))
+
+
+_MODELS: dict = {}
+
+
+def _model(arch) -> tuple[LPIPS, dict]:
+    """The golden model loaded from torchvision-layout rule weights + the golden's stored heads (cached)."""
+    if arch not in _MODELS:
+        g = _golden(arch)
+        _MODELS[arch] = (load_lpips(arch, _torchvision_layout(g), heads=_stored_heads(g)), g)
+    return _MODELS[arch]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_matches_golden(arch):
+    l, g = _model(arch)
+    a, b = _nhwc(g["in0"]), _nhwc(g["in1"])
+    with jax.default_matmul_precision("highest"):
+        dist = np.asarray(l(a, b))
+        total, layers = l(a, b, per_layer=True)
+        spatial = np.asarray(l(a, b, spatial=True))
+    assert dist.shape == (2,) and spatial.shape == (2, 64, 64, 1)
+    np.testing.assert_allclose(dist, g["dist"], atol=1e-6, rtol=1e-4)
+    np.testing.assert_allclose(dist, g["dist_f64"], atol=1e-6, rtol=1e-4)
+    np.testing.assert_array_equal(np.asarray(total), dist)
+    np.testing.assert_allclose(np.asarray(layers), g["dist_per_layer"], atol=1e-6)
+    np.testing.assert_allclose(spatial[..., 0], g["spatial_map"][:, 0], atol=1e-6)
+    # pair 0 is a noisy copy, pair 1 unrelated images: the metric must tell them apart
+    assert dist[0] < 0.1 * dist[1]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shipped_heads_are_the_real_v0_1_heads(arch):
+    g = _golden(arch)
+    shipped = lpips_heads(arch)
+    stored = _stored_heads(g, with_duplicates=False)
+    assert sorted(shipped) == sorted(stored) == [f"lin{k}.model.1.weight" for k in range(5)]
+    for key, value in stored.items():
+        np.testing.assert_array_equal(shipped[key], value)
+    # loading without ``heads`` uses exactly these
+    l = load_lpips(arch, _lpips_layout(g))
+    np.testing.assert_array_equal(l.params["lin3"]["model"]["1"]["weight"], stored["lin3.model.1.weight"])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shipped_heads_equal_the_original_files(arch):
+    original = lpips_heads(arch, asset_path(f"weights/lpips_v0.1_{arch}.pth"))  # lpips' own .pth
+    shipped = lpips_heads(arch)
+    assert sorted(original) == sorted(shipped)
+    for key, value in original.items():
+        np.testing.assert_array_equal(shipped[key], value)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_layouts_give_one_params_tree(arch):
+    g = _golden(arch)
+    heads = _stored_heads(g, with_duplicates=False)
+    reference = flatten(convert_lpips(arch, _torchvision_layout(g), heads))
+    variants = {
+        "lpips layout": convert_lpips(arch, _lpips_layout(g), heads),
+        "torchvision with classifier.*": convert_lpips(
+            arch,
+            {**_torchvision_layout(g), "classifier.6.weight": np.zeros((1000, 4096), np.float32),
+             "classifier.6.bias": np.zeros((1000,), np.float32)},
+            heads,
+        ),
+        # a whole LPIPS().state_dict(): ScalingLayer buffers + trunk + heads registered twice
+        "full lpips state dict": convert_lpips(
+            arch,
+            {**_lpips_layout(g), **_stored_heads(g),
+             "scaling_layer.shift": g["scaling_shift"], "scaling_layer.scale": g["scaling_scale"]},
+        ),
+    }
+    # params mirror lpips' state dict, less the fixed ScalingLayer buffers and the duplicate ``lins.*``
+    expected = [k for k in g["all_state_dict_keys"].tolist() if not k.startswith(("scaling_layer.", "lins."))]
+    assert sorted(reference) == sorted(expected)
+    for name, params in variants.items():
+        flat = flatten(params)
+        assert sorted(flat) == sorted(reference), name
+        for key in reference:
+            np.testing.assert_array_equal(flat[key], reference[key], err_msg=f"{name}: {key}")
+
+
+def _drop(d, key):
+    return {k: v for k, v in d.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    "arch, make, heads, message",
+    [
+        ("vgg", lambda g: _drop(_torchvision_layout(g), "features.28.bias"), None, "features.28.bias"),
+        ("alex", lambda g: {**_torchvision_layout(g), "features.13.weight": np.zeros(3, np.float32)}, None,
+         "features.13.weight"),
+        ("alex", lambda g: {**_torchvision_layout(g), "features.3.weight": np.zeros((192, 64, 3, 3), np.float32)},
+         None, "features.3.weight"),
+        ("vgg", lambda g: _drop(_lpips_layout(g), "net.slice3.12.weight"), None, "net.slice3.12.weight"),
+        ("alex", lambda g: {**_lpips_layout(g), "features.0.weight": np.zeros((64, 3, 11, 11), np.float32)}, None,
+         "features.0.weight"),
+        ("alex", lambda g: _lpips_layout(g), lambda g: _drop(_stored_heads(g, False), "lin2.model.1.weight"),
+         "lin2.model.1.weight"),
+        ("vgg", lambda g: _lpips_layout(g), lambda g: {**_stored_heads(g, False), "lin5.model.1.weight":
+                                                        np.zeros((1, 512, 1, 1), np.float32)}, "lin5.model.1.weight"),
+        ("alex", lambda g: {**_lpips_layout(g), **_stored_heads(g, False),
+                            "lins.1.model.1.weight": np.zeros((1, 192, 1, 1), np.float32)}, None,
+         "lins.1.model.1.weight"),
+        ("vgg", lambda g: {**_lpips_layout(g), "scaling_layer.scale": np.ones((1, 3, 1, 1), np.float32)}, None,
+         "scaling_layer.scale"),
+    ],
+    ids=["missing-tv", "unexpected-tv", "shape-tv", "missing-lpips", "mixed-layouts", "missing-head",
+         "unexpected-head", "lins-differs", "scaling-differs"],
+)
+def test_converter_names_bad_keys(arch, make, heads, message):
+    g = _golden(arch)
+    with pytest.raises(CheckpointKeyError, match=re.escape(message)):
+        convert_lpips(arch, make(g), None if heads is None else heads(g))
+
+
+def test_heads_twice_and_missing_trunk_are_refused():
+    g = _golden("alex")
+    with pytest.raises(ValueError, match="already holds linear heads"):
+        convert_lpips("alex", {**_lpips_layout(g), **_stored_heads(g)}, heads=_stored_heads(g))
+    with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
+        load_network("lpips_vgg")
+    with pytest.raises(FileNotFoundError, match="alexnet-owt-7be5be79.pth"):
+        load_network("lpips_alex", None)
+
+
+@pytest.mark.parametrize("arch, suffix", [("vgg", ".npz"), ("alex", ".safetensors")])
+def test_round_trip_through_converted_cache(arch, suffix, tmp_path):
+    l, _ = _model(arch)
+    path = tmp_path / f"lpips_{arch}{suffix}"
+    save_flat(path, flatten(l.params))  # what `jaxprotect convert` writes
+    back = load_network(f"lpips_{arch}", str(path))
+    assert isinstance(back, LPIPS) and back.name == f"lpips_{arch}"
+    a, b = flatten(l.params), flatten(back.params)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_torchvision_pth_file(tmp_path):
+    torch = pytest.importorskip("torch")
+    g = _golden("alex")
+    state = {k: torch.from_numpy(v) for k, v in _torchvision_layout(g).items()}
+    state["classifier.1.weight"] = torch.zeros(8, 9216)
+    path = tmp_path / "alexnet.pth"
+    torch.save(state, path)
+    l = load_network("lpips_alex", str(path), heads=_stored_heads(g))
+    ref = flatten(_model("alex")[0].params)
+    for key, value in flatten(l.params).items():
+        np.testing.assert_array_equal(value, ref[key])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradient_wrt_input_is_finite(arch):
+    l, g = _model(arch)
+    a, b = _nhwc(g["in0"]), _nhwc(g["in1"])
+    grad = jax.jit(jax.grad(lambda params, x, y: jnp.sum(l.apply(params, x, y)), argnums=1))
+    ga = np.asarray(grad(l.params, a, b))
+    assert np.all(np.isfinite(ga)) and np.abs(ga).max() > 0
+    # at a == b the distance is at its minimum (0) and so is its gradient
+    g_same = np.asarray(grad(l.params, a, a))
+    assert np.all(np.isfinite(g_same))
+    assert np.abs(g_same).max() < 1e-6 * np.abs(ga).max()
+    # a trunk whose last ReLU is 0 everywhere: sqrt(0) in the normalisation must not leak NaN
+    dead = jax.tree.map(np.array, l.params)
+    last = {"vgg": "28", "alex": "10"}[arch]
+    dead["net"]["slice5"][last]["bias"][:] = -1e4
+    total, layers = jax.jit(lambda p, x, y: l.apply(p, x, y, per_layer=True))(dead, a, b)
+    assert np.asarray(layers)[:, 4].tolist() == [0.0, 0.0] and np.all(np.asarray(total) > 0)
+    g_dead = np.asarray(grad(dead, a, b))
+    assert np.all(np.isfinite(g_dead)) and np.abs(g_dead).max() > 0
+
+
+def test_pure_apply_under_jit_vmap_and_normalize():
+    l, g = _model("alex")
+    a, b = _nhwc(g["in0"]), _nhwc(g["in1"])
+    pairs_a, pairs_b = jnp.stack([a, b]), jnp.stack([b, a])  # [P, N, H, W, 3]
+    step = jax.jit(jax.vmap(l.apply, in_axes=(None, 0, 0)))
+    out = np.asarray(step(l.params, pairs_a, pairs_b))
+    direct = np.asarray(l(a, b))
+    np.testing.assert_allclose(out[0], direct, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out[1], direct, rtol=1e-5, atol=1e-7)  # symmetric
+    np.testing.assert_allclose(np.asarray(l(0.5 * (a + 1), 0.5 * (b + 1), normalize=True)), direct,
+                               rtol=1e-5, atol=1e-7)
