@@ -4,8 +4,11 @@
 
 Data: the 20 aligned 112x112 LFW faces of ``assets/faces/lfw_aligned/small_lfw.bin`` (insightface
 test data, read with jaxprotect's restricted unpickler). Positives: the file's 10 same-person pairs
-(0,1), (2,3), ...; negatives: every other pair of the 20 faces that crosses two of those pairs (180),
-assumed to be different people (the 10 pairs show 10 different identities).
+(0,1), (2,3), .... They are the first 10 lines of LFW's ``pairs.txt`` (Abel_Pacheco 1 4,
+Akhmed_Zakayev 1 3, Akhmed_Zakayev 2 3, Amber_Tamblyn 1 2, Anders_Fogh_Rasmussen 1 3 and 1 4,
+Angela_Bassett 1 5, 2 5 and 3 4, Ann_Veneman 10 11), so the 20 faces show 6 people; the photos the
+list repeats are byte-identical in the file (images 3 = 5, 8 = 10, 13 = 15), which is checked.
+Negatives: every pair of the 20 faces of two different people (160).
 
 Networks, each in its own upstream preprocessing:
 - ``mobilefacenet_foamliu`` (shipped weights): RGB uint8 -> [-1, 1] (ImageNet normalisation inside);
@@ -37,10 +40,30 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
 
 
-def pair_indices(n_images: int):
-    """Same-person pairs (2k, 2k+1) and all cross-pair combinations (i < j, i//2 != j//2)."""
-    same = [(2 * k, 2 * k + 1) for k in range(n_images // 2)]
-    diff = [(i, j) for i in range(n_images) for j in range(i + 1, n_images) if i // 2 != j // 2]
+# person of each same-person pair, from LFW pairs.txt (the file stores no names)
+PAIR_PERSON = (
+    "Abel_Pacheco", "Akhmed_Zakayev", "Akhmed_Zakayev", "Amber_Tamblyn", "Anders_Fogh_Rasmussen",
+    "Anders_Fogh_Rasmussen", "Angela_Bassett", "Angela_Bassett", "Angela_Bassett", "Ann_Veneman",
+)
+
+
+def identities(faces: np.ndarray) -> np.ndarray:
+    """Person name per image (pair k -> PAIR_PERSON[k]); checks that repeated photos get one name."""
+    if len(faces) != 2 * len(PAIR_PERSON):
+        raise ValueError(f"expected {2 * len(PAIR_PERSON)} faces, got {len(faces)}")
+    names = np.array([PAIR_PERSON[i // 2] for i in range(len(faces))])
+    for i in range(len(faces)):
+        for j in range(i + 1, len(faces)):
+            if np.array_equal(faces[i], faces[j]) and names[i] != names[j]:
+                raise ValueError(f"images {i} and {j} are the same photo but labelled {names[i]} / {names[j]}")
+    return names
+
+
+def pair_indices(ids: np.ndarray):
+    """The given same-person pairs (2k, 2k+1) and every pair (i < j) of different identities."""
+    n = len(ids)
+    same = [(2 * k, 2 * k + 1) for k in range(n // 2)]
+    diff = [(i, j) for i in range(n) for j in range(i + 1, n) if ids[i] != ids[j]]
     return np.array(same), np.array(diff)
 
 
@@ -87,7 +110,8 @@ def main(argv=None) -> int:
     buffers, issame = load_lfw_bin(args.shared / "assets" / "faces" / "lfw_aligned" / "small_lfw.bin")
     assert issame.all(), "small_lfw.bin is expected to hold same-person pairs only"
     faces = decode_jpegs(buffers)  # [20, 112, 112, 3] uint8 RGB
-    same, diff = pair_indices(len(faces))
+    ids = identities(faces)
+    same, diff = pair_indices(ids)
 
     runs = {
         "mobilefacenet_foamliu": foamliu_input(faces),
@@ -107,7 +131,8 @@ def main(argv=None) -> int:
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}, jax {jax.__version__}",
-        "n_same": int(len(same)), "n_diff": int(len(diff)), "seconds": round(elapsed, 1),
+        "n_same": int(len(same)), "n_diff": int(len(diff)), "n_identities": int(len(set(ids.tolist()))),
+        "seconds": round(elapsed, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "lfw_pairs.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
@@ -117,8 +142,9 @@ def main(argv=None) -> int:
         "",
         f"Made by `experiments/lfw_pairs.py` ({meta['date']}; {meta['machine']}; {meta['seconds']} s).",
         f"Positives: the {meta['n_same']} same-person pairs of `assets/faces/lfw_aligned/small_lfw.bin` (20 aligned "
-        f"112x112 LFW faces). Negatives: all {meta['n_diff']} pairs of those faces that cross two of the given pairs "
-        "(assumed different people). Score = cosine similarity; `flip-sum` = cosine of l2(emb(x) + emb(hflip(x))) "
+        f"112x112 LFW faces) = the first 10 lines of LFW `pairs.txt`, {meta['n_identities']} people (Akhmed_Zakayev "
+        "and Anders_Fogh_Rasmussen have 2 pairs each, Angela_Bassett 3; three photos repeat across pairs). "
+        f"Negatives: all {meta['n_diff']} pairs of faces of different people. Score = cosine similarity; `flip-sum` = cosine of l2(emb(x) + emb(hflip(x))) "
         "(foamliu's `lfw_eval.get_feature`). Preprocessing as upstream: foamliu = RGB /255 + ImageNet mean/std; "
         "CASIA = uint8 cv2 INTER_LINEAR to 160 (bit-exact in numpy) + per-image prewhitening.",
         "",
@@ -134,7 +160,8 @@ def main(argv=None) -> int:
         )
     lines += [
         "",
-        "With 10 positives and 180 negatives one misordered pair moves the AUC by 1/1800 = 0.00056; these numbers "
+        f"With {meta['n_same']} positives and {meta['n_diff']} negatives one misordered pair moves the AUC by "
+        f"{1 / (meta['n_same'] * meta['n_diff']):.5f}; these numbers "
         "show that the ported networks behave like trained recognisers, not a benchmark result.",
         "",
     ]

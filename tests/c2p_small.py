@@ -50,13 +50,15 @@ def small_networks(size: int = SIZE, text_templates: int = 3):
 
     g = load_stylegan2(stylegan2_rule_state_dict(size), channel_multiplier=1)
     lp = LPIPSModule("vgg")
-    lp_params = lp.init(jax.random.key(7), jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 16, 3)))["params"]
+    x16 = jnp.zeros((1, 16, 16, 3))
+    lp_params = random_params(lambda: lp.init(jax.random.key(0), x16, x16)["params"], seed=7, positive="lin")
     clip = load_clip(tiny_openai_state_dict(3))
     text = precompute_text_features(clip, "face", "red lipstick", IMAGENET_TEMPLATES[:text_templates])
     module = TinyRecogniser(32)
     recs, fr_params = {}, {}
     for i, (name, s) in enumerate(FR_SIZES.items()):
-        fr_params[name] = module.init(jax.random.key(100 + i), jnp.zeros((1, s, s, 3)))["params"]
+        fr_params[name] = random_params(lambda s=s: module.init(jax.random.key(0), jnp.zeros((1, s, s, 3)))["params"],
+                                        seed=100 + i)
         recs[name] = Recogniser(name, _tiny_apply(module), s)
 
     def lpips_apply(params, a, b):
@@ -71,6 +73,27 @@ def small_networks(size: int = SIZE, text_templates: int = 3):
         clip_params=clip.params, text=text, e4e=None,
     )
     return nets, g
+
+
+def random_params(init, seed: int, positive: str | None = None):
+    """Params with the shapes ``init()`` would make (found with ``eval_shape``, so nothing runs):
+    kernels N(0, 1/fan_in), biases 0.1 N(0, 1); leaves under a key starting with ``positive`` are
+    made non-negative (LPIPS heads)."""
+    shapes = jax.eval_shape(init)
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        keys = [str(getattr(p, "key", p)) for p in path]
+        shape = leaf.shape
+        if keys[-1] == "bias" or len(shape) <= 1:
+            v = 0.1 * rng.standard_normal(shape)
+        else:
+            v = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]) if keys[-1] == "kernel" else np.prod(shape[1:]))
+        if positive and any(k.startswith(positive) for k in keys):
+            v = np.abs(v)
+        return jnp.asarray(v, jnp.float32)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def _tiny_apply(module):

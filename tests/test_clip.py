@@ -25,7 +25,8 @@ def _nchw_to_nhwc(x):
 
 
 def _tiny_images(n=2, seed=1):
-    return np.random.default_rng(seed).standard_normal((n, TINY["image_resolution"], TINY["image_resolution"], 3)).astype(np.float32)
+    r = TINY["image_resolution"]
+    return np.random.default_rng(seed).standard_normal((n, r, r, 3)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- full-size parity with the golden
@@ -252,6 +253,7 @@ def test_openai_state_dict_matches_torch_reference():
         np.testing.assert_allclose(np.asarray(net.encode_text(ids)), ref_txt, atol=1e-5, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_torchscript_fp16_archive(tmp_path):
     """OpenAI ships ViT-B-32.pt as an fp16 TorchScript archive: build one, read it without running it."""
     torch = pytest.importorskip("torch")

@@ -101,8 +101,9 @@ def test_nce_loss_and_gradient_match_golden():
 def _upstream_infonce_loss(torch, text, i_s, i_t):
     """criteria/nce_loss.py infonce_loss + criteria/infonce.py, transcribed on given features."""
     F = torch.nn.functional
-    src_text, tgt_text_all = torch.from_numpy(np.asarray(text.source)), torch.from_numpy(np.asarray(text.target))
-    src_img, tgt_img = torch.from_numpy(np.asarray(i_s)), torch.from_numpy(np.asarray(i_t))
+    src_text, tgt_text_all, src_img, tgt_img = (
+        torch.from_numpy(np.array(v, np.float32)) for v in (text.source, text.target, i_s, i_t)
+    )
     target_text = tgt_text_all.mean(axis=0, keepdim=True).repeat(tgt_img.shape[0], 1)
     query = tgt_img - src_img
     query = query / query.norm(dim=-1, keepdim=True)
@@ -125,7 +126,7 @@ def test_nce_from_features_matches_upstream_formula(tiny, n_target):
     d = text.source.shape[1]
     i_s = np.asarray(safe_normalize(jnp.asarray(rng.standard_normal((1, d)), jnp.float32)))
     i_t = np.asarray(safe_normalize(jnp.asarray(i_s + 0.3 * rng.standard_normal((n_target, d)), jnp.float32)))
-    got = float(nce_loss_from_features(text, i_s, i_t))
+    got = float(jax.jit(nce_loss_from_features)(text, i_s, i_t))
     assert got == pytest.approx(_upstream_infonce_loss(torch, text, i_s, i_t), abs=1e-5)
 
 
@@ -143,23 +144,24 @@ def test_identical_images_give_finite_loss_and_zero_gradient(tiny):
     net, text = tiny
     src, _ = _tiny_pair()
     for loss_fn, expected in ((nce_loss, np.log(80.0)), (directional_loss, 1.0)):
-        value, grad = jax.value_and_grad(loss_fn, argnums=3)(net.params, text, src, src)
+        value, grad = jax.jit(jax.value_and_grad(loss_fn, argnums=3))(net.params, text, src, src)
         assert np.isfinite(float(value)) and float(value) == pytest.approx(expected, abs=1e-5)
         assert np.all(np.isfinite(np.asarray(grad))) and not np.any(np.asarray(grad))
+    # the source again, inside a batch of another size (float noise in its features stays below eps)
+    _, other = _tiny_pair(seed=1)
+    grad = jax.jit(jax.grad(nce_loss, argnums=3))(net.params, text, src, np.concatenate([src, other]))
+    assert np.all(np.isfinite(np.asarray(grad))) and not np.any(np.asarray(grad[0])) and np.any(np.asarray(grad[1]))
 
 
-def test_losses_compose_with_jit_vmap_grad(tiny):
+@pytest.mark.parametrize("loss_fn", [nce_loss, directional_loss])
+def test_losses_compose_with_jit_vmap_grad(tiny, loss_fn):
     net, text = tiny
     src, tgt = _tiny_pair(n=3)
-    for loss_fn in (nce_loss, directional_loss):
-        eager_v, eager_g = jax.value_and_grad(loss_fn, argnums=3)(net.params, text, src, tgt)
-        jit_v, jit_g = jax.jit(jax.value_and_grad(loss_fn, argnums=3))(net.params, text, src, tgt)
-        np.testing.assert_allclose(float(jit_v), float(eager_v), atol=1e-5)
-        np.testing.assert_allclose(np.asarray(jit_g), np.asarray(eager_g), atol=1e-6)
-        assert np.abs(np.asarray(eager_g)).max() > 0
-        # mean over the batch = mean of per-image losses (vmap over single-image batches)
-        per_image = jax.vmap(loss_fn, in_axes=(None, None, None, 0))(net.params, text, src, tgt[:, None])
-        np.testing.assert_allclose(float(jnp.mean(per_image)), float(eager_v), atol=1e-5)
+    value, grad = jax.jit(jax.value_and_grad(loss_fn, argnums=3))(net.params, text, src, tgt)
+    assert grad.shape == tgt.shape and np.all(np.isfinite(np.asarray(grad))) and np.abs(np.asarray(grad)).max() > 0
+    # mean over the batch = mean of the per-image losses (vmap over single-image batches)
+    per_image = jax.jit(jax.vmap(loss_fn, in_axes=(None, None, None, 0)))(net.params, text, src, tgt[:, None])
+    np.testing.assert_allclose(float(jnp.mean(per_image)), float(value), atol=1e-5)
 
 
 def test_directional_loss_is_one_minus_cosine(tiny):
@@ -169,14 +171,15 @@ def test_directional_loss_is_one_minus_cosine(tiny):
     i_t = rng.standard_normal((2, 32)).astype(np.float32)
     delta = (i_t - i_s) / np.linalg.norm(i_t - i_s, axis=1, keepdims=True)
     expected = np.mean(1.0 - delta @ np.asarray(text.direction)[0])
-    assert float(directional_loss_from_features(text, i_s, i_t)) == pytest.approx(expected, abs=1e-6)
+    assert float(jax.jit(directional_loss_from_features)(text, i_s, i_t)) == pytest.approx(expected, abs=1e-6)
 
 
 def test_preprocess_modes_differ_and_unknown_mode_fails(tiny):
     net, text = tiny
     src, tgt = _tiny_pair()
-    a = float(nce_loss(net.params, text, src, tgt, preprocess="faithful"))
-    b = float(nce_loss(net.params, text, src, tgt, preprocess="correct"))
+    loss = jax.jit(nce_loss, static_argnames="preprocess")
+    a = float(loss(net.params, text, src, tgt, preprocess="faithful"))
+    b = float(loss(net.params, text, src, tgt, preprocess="correct"))
     assert np.isfinite(a) and np.isfinite(b) and a != b
     with pytest.raises(ValueError, match="preprocess mode"):
         nce_loss(net.params, text, src, tgt, preprocess="antialias")

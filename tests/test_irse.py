@@ -47,8 +47,7 @@ def ir50_golden_like():
     keys = [str(g["keys"][i]) for i in keep]
     shapes = [str(g["shapes"][i]) for i in keep]
     prelu = frozenset(str(k) for k in g["prelu_keys"])
-    as_tuple = lambda s: tuple(int(v) for v in s.split(",")) if s else ()  # noqa: E731
-    rules = [rule_for(k, as_tuple(s), "generic", prelu) for k, s in zip(keys, shapes)]
+    rules = [rule_for(k, tuple(int(v) for v in s.split(",") if v), "generic", prelu) for k, s in zip(keys, shapes)]
     return {"keys": np.array(keys), "shapes": np.array(shapes), "rules": np.array(rules),
             "prelu_keys": g["prelu_keys"], "seed": np.int64(5050), "profile": np.str_("generic")}
 
@@ -67,6 +66,14 @@ def _net(name):
 def _forward(module):
     """One compiled (embedding, prenorm) function per module, shared by every test that runs it."""
     return jax.jit(lambda p, x: (module.apply({"params": p}, x), module.apply({"params": p}, x, normalize=False)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_caches():
+    """The caches above hold a few hundred MB of weights; drop them when this module is done."""
+    yield
+    for cached in (_golden, _weights, _net, _forward, _outputs):
+        cached.cache_clear()
 
 
 def _run(net, x):
@@ -175,7 +182,8 @@ def test_convert_round_trip(name, suffix, tmp_path):
 
 def test_ir50_key_list_is_face_evolve_ir50():
     """The derived IR_50 keys follow IR_152's pattern (same unit modules) with IR-SE-50's 3/4/14/3 units."""
-    ir50 = {str(k): str(s) for k, s in zip(ir50_golden_like()["keys"], ir50_golden_like()["shapes"])}
+    like = ir50_golden_like()
+    ir50 = {str(k): str(s) for k, s in zip(like["keys"], like["shapes"])}
     g152 = _golden("ir152")
     ir152 = {str(k): str(s) for k, s in zip(g152["keys"], g152["shapes"])}
     pos50, pos152 = _unit_index(50), _unit_index(152)

@@ -95,7 +95,7 @@ def test_no_shipped_weights():
 
 
 def test_real_layout_pth_and_convert_round_trip(net, weights, golden, forward, outputs, x, tmp_path):
-    """A torch.save'd state dict (int64 num_batches_tracked included) -> ``jaxprotect convert`` -> cache -> same outputs."""
+    """A torch.save'd state dict (with int64 num_batches_tracked) -> ``jaxprotect convert`` -> cache -> same outputs."""
     torch = pytest.importorskip("torch")
     sd = {}
     for k in (str(k) for k in golden["keys"]):

@@ -144,7 +144,7 @@ def save_flat(path: str | os.PathLike, flat: Mapping[str, Any]) -> None:
         if path.endswith(".safetensors"):
             from safetensors.numpy import save_file
 
-            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp)
+            save_file({k: np.array(v, order="C") for k, v in arrays.items()}, tmp)  # keeps 0-d arrays 0-d
         else:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)

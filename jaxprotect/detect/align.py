@@ -160,9 +160,13 @@ def box_crop(photo: np.ndarray, box, margin: int = 0, size: int | None = None) -
         matrix = np.array([[1.0, 0.0, -left], [0.0, 1.0, -top]])
         return Crop(np.asarray(photo[top:bottom, left:right], np.float32), matrix)
     sx, sy = size / (right - left), size / (bottom - top)
-    # torch bilinear, align_corners=False: crop pixel j samples photo x = left + (j + 0.5) / sx - 0.5
-    matrix = np.array([[sx, 0.0, sx * (0.5 - left) - 0.5], [0.0, sy, sy * (0.5 - top) - 0.5]])
-    return Crop(warp_affine(photo, matrix, (size, size), border="edge"), matrix)
+    # torch bilinear, align_corners=False: crop pixel j samples slice x = (j + 0.5) / sx - 0.5, clamped
+    # to the slice (not to the photo) at its edges
+    local = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    image = warp_affine(photo[top:bottom, left:right], local, (size, size), border="edge")
+    matrix = local.copy()
+    matrix[:, 2] -= local[:, :2] @ np.array([left, top], np.float64)
+    return Crop(image, matrix)
 
 
 def align_face(photo: np.ndarray, landmarks, size: int = 112) -> Crop:
@@ -181,6 +185,15 @@ def _feather_weight(u, v, h, w, feather_px):
     dist = np.minimum(np.minimum(u + 0.5, w - 0.5 - u), np.minimum(v + 0.5, h - 0.5 - v))
     t = np.clip(dist / max(feather_px, 1e-6), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)  # smoothstep
+
+
+def _seen_by_crop(inv: np.ndarray, crop_hw, photo_hw) -> np.ndarray:
+    """[h, w, 1] float: 1 where a crop pixel's source point has all four bilinear neighbours in the photo."""
+    v, u = np.mgrid[0:crop_hw[0], 0:crop_hw[1]].astype(np.float64)
+    x = inv[0, 0] * u + inv[0, 1] * v + inv[0, 2]
+    y = inv[1, 0] * u + inv[1, 1] * v + inv[1, 2]
+    inside = (x >= 0) & (x <= photo_hw[1] - 1) & (y >= 0) & (y <= photo_hw[0] - 1)
+    return inside[..., None].astype(np.float64)
 
 
 def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, *, mode: str = "delta",
@@ -220,10 +233,9 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray, *, mode:
     v = matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]
     values, inside = _bilinear(crop, u, v, "constant")
     alpha = _feather_weight(u, v, ch, cw, feather * min(ch, cw)) * (inside > 0.999)
-    if mode == "replace":  # crop pixels that came from outside the photo are not face: never paste them
-        seen = warp_affine(np.ones((h, w, 1), np.float32), matrix, (ch, cw), border="constant")
-        alpha = alpha * (_bilinear(seen, u, v, "constant")[0][..., 0] > 0.999)
-    alpha = alpha[..., None]
+    # crop pixels that were sampled (partly) from outside the photo hold no face: never paste them
+    seen = _bilinear(_seen_by_crop(inv, (ch, cw), (h, w)), u, v, "constant")[0][..., 0]
+    alpha = (alpha * (seen > 0.999))[..., None]
     region = out[y0:y1, x0:x1]
     if mode == "delta":
         region = region + alpha * values

@@ -71,18 +71,23 @@ def area_resize_boxes(table: np.ndarray, y0, y1, x0, x1, size: int) -> np.ndarra
     ``y0, y1, x0, x1``: int arrays [k] (non-empty crops inside the image). Returns
     [k, size, size, C] float32, each crop exactly as :func:`area_resize` gives it.
     """
-    o = np.arange(size)
-    def windows(a, b):
-        n = (b - a)[:, None]
-        return a[:, None] + (o * n) // size, a[:, None] - ((-(o + 1) * n) // size)
-    ys, ye = windows(np.asarray(y0, np.int64), np.asarray(y1, np.int64))
-    xs, xe = windows(np.asarray(x0, np.int64), np.asarray(x1, np.int64))
-    def corner(rows, cols):
+    ys, ye = _box_windows(np.asarray(y0, np.int64), np.asarray(y1, np.int64), size)
+    xs, xe = _box_windows(np.asarray(x0, np.int64), np.asarray(x1, np.int64), size)
+
+    def corner(rows, cols):  # [k, size] x [k, size] -> [k, size, size, C]
         return table[rows[:, :, None], cols[:, None, :]]
+
     sums = corner(ye, xe) - corner(ys, xe) - corner(ye, xs) + corner(ys, xs)
     kh = (ye - ys).astype(_F32)[:, :, None, None]
     kw = (xe - xs).astype(_F32)[:, None, :, None]
     return sums.astype(_F32) / kh / kw
+
+
+def _box_windows(start: np.ndarray, end: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive-pooling windows [k, size] for k ranges ``start:end`` (as :func:`_windows`, offset)."""
+    o = np.arange(size)
+    n = (end - start)[:, None]
+    return start[:, None] + (o * n) // size, start[:, None] - ((-(o + 1) * n) // size)
 
 
 def generate_bounding_box(reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float) -> np.ndarray:

@@ -225,6 +225,7 @@ def noise_attack(
     for i, k in enumerate(jax.random.split(k_steps, config.steps)):
         state = step(params, state, clean, reference_feats, k)
         if progress is not None:
+            state.images.block_until_ready()
             progress(i)
     return state.images
 

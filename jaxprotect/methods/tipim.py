@@ -281,6 +281,7 @@ def tipim_run(surrogates, params, images, target_feats, key, config: TipimConfig
         losses.append(loss)
         gains.append(gain)
         if progress is not None:
+            state.images.block_until_ready()  # so a progress bar shows real progress
             progress(i)
     return TipimResult(state.images, jnp.stack(chosen), jnp.stack(losses), jnp.stack(gains))
 

@@ -275,9 +275,6 @@ def convert_clip_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[ClipShapes, d
     elif layout == "hf":
         shapes, flat, ignored = hf_to_flax(sd)
     else:
-        if np.shape(sd.get("logit_scale", ())) == (1,):
-            # save_flat's safetensors path stores 0-d arrays as (1,) (np.ascontiguousarray)
-            sd = {**sd, "logit_scale": np.asarray(sd["logit_scale"]).reshape(())}
         shapes = shapes_from_flax(sd)
         flat, ignored = check_keys(sd, flax_param_shapes(shapes), what="jaxprotect CLIP cache"), []
     return shapes, flat, {"layout": layout, "ignored_keys": ignored, "source_dtypes": dtypes}

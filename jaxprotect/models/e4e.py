@@ -45,7 +45,7 @@ _TRAINING_STATE = frozenset(
 
 def n_styles_for(stylegan_size: int) -> int:
     """``style_count = 2 * log2(stylegan_size) - 2`` (18 for 1024, 16 for 512, 14 for 256)."""
-    log_size = int(math.log(stylegan_size, 2))
+    log_size = int(math.log2(stylegan_size))
     if 2**log_size != stylegan_size or log_size < 4:
         raise ValueError(f"stylegan_size must be a power of two >= 16, got {stylegan_size}")
     return 2 * log_size - 2
@@ -171,12 +171,15 @@ class E4E(Network):
 
 
 def _opts_dict(opts) -> dict:
+    """``opts`` as a dict (e4e saves ``vars(opts)``; an ``argparse.Namespace`` or its inert stand-in also works)."""
     if opts is None:
         return {}
     if isinstance(opts, Mapping):
         return dict(opts)
-    if isinstance(opts, ScriptObject):  # an argparse.Namespace read inertly
+    if isinstance(opts, ScriptObject):
         return {k: v for k, v in vars(opts).items() if k not in ("qualname", "args")}
+    if hasattr(opts, "__dict__"):
+        return dict(vars(opts))
     raise CheckpointKeyError(f"e4e checkpoint: 'opts' is a {type(opts).__name__}, expected a dict")
 
 

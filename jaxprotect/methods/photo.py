@@ -1,0 +1,228 @@
+"""Whole photos through a pixel-space method: detect, align, protect the faces, paste them back.
+
+:class:`PixelProtector` holds what stays fixed over a batch (method and its settings, surrogate
+recognisers and their params, the MTCNN detector, the target identities); ``protect(photo, key)``
+returns the protected photo and per-face measurements. The steps:
+
+1. MTCNN finds the faces (all of them are protected; none found raises :class:`NoFaceError`);
+2. each face is aligned by its 5 landmarks to the ArcFace template at the largest surrogate
+   input size (112 for MobileFaceNet, 160 when FaceNet is among the surrogates); the faces of a
+   photo are attacked together as one batch (``vmap`` over faces);
+3. each protected crop is pasted back with a feathered seam (``align.paste_back``, delta mode),
+   then, as TIP-IM's ``save_priv`` does, the photo is clipped to the original ± ε and rounded to
+   uint8, so the L∞ budget holds on the written photo itself.
+
+Target identities for TIP-IM: the user's photos (``target_crops``) or, without them,
+:func:`synthetic_targets`: ``num_targets`` random unit vectors per surrogate embedding space,
+drawn from the seed — virtual identities no real face owns, so the protected face is pushed
+towards nobody in particular (and away from its own identity by TIP-IM's dodging term).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+import dm_pix
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprotect.detect.align import align_face, paste_back, warp_affine
+from jaxprotect.io.errors import NoFaceError
+from jaxprotect.methods import noise_attacks, tipim
+from jaxprotect.methods.surrogates import Surrogate, cosine, embed, from_network
+
+__all__ = [
+    "PIXEL_METHODS",
+    "DEFAULT_EPS",
+    "DEFAULT_STEPS",
+    "method_config",
+    "synthetic_targets",
+    "image_quality",
+    "FaceResult",
+    "ProtectedPhoto",
+    "PixelProtector",
+    "load_surrogates",
+]
+
+PIXEL_METHODS = ("tipim",) + noise_attacks.METHODS
+DEFAULT_EPS = {"tipim": 12.0, "pgd": 16.0, "mifgsm": 16.0, "tidim": 16.0}  # grey levels of 255
+DEFAULT_STEPS = {"tipim": 100, "pgd": 20, "mifgsm": 10, "tidim": 10}
+
+
+def method_config(method: str, eps: float | None = None, steps: int | None = None, step_size: float | None = None,
+                  **extra):
+    """The config of ``method`` with ε and step size in grey levels (0..255) whatever the method's own scale.
+
+    TIP-IM works on 0..255 (:class:`tipim.TipimConfig`); the noise attacks on [0, 1]
+    (:class:`noise_attacks.NoiseConfig`), so their ε and step are divided by 255 here.
+    ``extra`` goes to the config (e.g. ``gain``, ``gamma``, ``norm`` for TIP-IM).
+    """
+    eps = DEFAULT_EPS[method] if eps is None else float(eps)
+    steps = DEFAULT_STEPS[method] if steps is None else int(steps)
+    if method == "tipim":
+        return tipim.TipimConfig(eps=eps, steps=steps, step_size=step_size, **extra)
+    if method not in noise_attacks.METHODS:
+        raise ValueError(f"unknown pixel method {method!r}; choose one of {', '.join(PIXEL_METHODS)}")
+    size = None if step_size is None else step_size / 255.0
+    return noise_attacks.default_config(method, eps=eps / 255.0, steps=steps, step_size=size, **extra)
+
+
+def eps_levels(config) -> float:
+    """ε of a config in grey levels (0..255)."""
+    return config.eps if isinstance(config, tipim.TipimConfig) else config.eps * 255.0
+
+
+def synthetic_targets(key, dims, num_targets: int = 10):
+    """Virtual target identities: per surrogate, ``num_targets`` random unit vectors [T, D_m] (``dims`` = D_m's)."""
+    keys = jax.random.split(key, len(dims))
+    out = []
+    for k, d in zip(keys, dims):
+        v = jax.random.normal(k, (num_targets, d), jnp.float32)
+        out.append(v / jnp.linalg.norm(v, axis=1, keepdims=True))
+    return tuple(out)
+
+
+def image_quality(original: np.ndarray, protected: np.ndarray) -> dict:
+    """PSNR (dB) and SSIM (dm-pix, 11x11 Gaussian window σ 1.5) of two uint8 [H, W, 3] images."""
+    a = jnp.asarray(original, jnp.float32) / 255.0
+    b = jnp.asarray(protected, jnp.float32) / 255.0
+    psnr = float(dm_pix.psnr(a, b))
+    return {"psnr": psnr if np.isfinite(psnr) else float("inf"), "ssim": float(dm_pix.ssim(a, b))}
+
+
+@dataclasses.dataclass
+class FaceResult:
+    """One protected face: detector box/prob, the aligning matrix and per-surrogate similarities."""
+
+    box: list
+    prob: float
+    matrix: np.ndarray
+    similarity_to_original: dict
+    similarity_to_target_before: dict | None = None
+    similarity_to_target_after: dict | None = None
+    face_quality: dict | None = None
+
+
+@dataclasses.dataclass
+class ProtectedPhoto:
+    """``image`` uint8 [H, W, 3]; ``faces`` list of :class:`FaceResult`; ``quality`` PSNR/SSIM of the
+    whole photo; ``seconds`` the wall time of the protection; ``trace`` method-specific extras."""
+
+    image: np.ndarray
+    faces: list
+    quality: dict
+    seconds: float
+    trace: dict
+
+
+def load_surrogates(names) -> tuple[tuple[Surrogate, ...], tuple]:
+    """``(surrogates, params)`` for registry names of face recognisers (shipped weights)."""
+    from jaxprotect.registry import load_network
+
+    nets = [load_network(n) for n in names]
+    return tuple(from_network(n) for n in nets), tuple(n.params for n in nets)
+
+
+@dataclasses.dataclass
+class PixelProtector:
+    """Protect every face of a photo with one pixel method (see the module docstring).
+
+    ``config`` from :func:`method_config`; ``surrogates``/``params`` from :func:`load_surrogates`;
+    ``detector`` an MTCNN (``load_network("mtcnn")``). For TIP-IM, ``target_crops`` (aligned
+    [T, S, S, 3] uint8/float 0..255) give the target identities, else ``num_targets`` synthetic
+    ones. For the noise attacks, ``impersonate_crop`` (one aligned crop) switches from dodging to
+    impersonation.
+    """
+
+    method: str
+    config: Any
+    surrogates: tuple
+    params: tuple
+    detector: Any
+    target_crops: np.ndarray | None = None
+    impersonate_crop: np.ndarray | None = None
+    num_targets: int = 10
+    feather: float = 0.1
+
+    def __post_init__(self):
+        if self.method not in PIXEL_METHODS:
+            raise ValueError(f"unknown pixel method {self.method!r}")
+        self.crop_size = max(max(s.input_size) for s in self.surrogates)
+        self._embed = jax.jit(lambda params, x: tuple(embed(s, p, x, 255.0) for s, p in zip(self.surrogates, params)))
+
+    def features(self, crops) -> tuple:
+        """Raw embeddings per surrogate [N, D_m] of aligned crops [N, S, S, 3] in 0..255."""
+        return self._embed(self.params, jnp.asarray(crops, jnp.float32))
+
+    def target_features(self, key) -> tuple:
+        """TIP-IM target identities (L2-normalised, per surrogate [T, D_m])."""
+        if self.target_crops is not None:
+            return tipim.target_features(self.surrogates, self.params, np.asarray(self.target_crops, np.float32))
+        if self.impersonate_crop is not None:
+            return tipim.target_features(self.surrogates, self.params, np.asarray(self.impersonate_crop, np.float32)[None])
+        dims = [f.shape[-1] for f in self.features(np.zeros((1, self.crop_size, self.crop_size, 3), np.float32))]
+        return synthetic_targets(key, dims, self.num_targets)
+
+    def attack(self, crops, key, progress: Callable | None = None):
+        """Protected crops [N, S, S, 3] float32 0..255 from aligned crops (same shape), plus a trace dict."""
+        crops = jnp.asarray(crops, jnp.float32)
+        k_targets, k_attack = jax.random.split(key)
+        if self.method == "tipim":
+            targets = self.target_features(k_targets)
+            result = tipim.tipim_run(self.surrogates, self.params, crops, targets, k_attack, self.config, progress)
+            counts = np.bincount(np.asarray(result.chosen).ravel(), minlength=targets[0].shape[0])
+            return result.images, {"target_chosen_counts": counts.tolist(), "num_targets": int(targets[0].shape[0])}
+        target = None
+        if self.impersonate_crop is not None:
+            target = jnp.asarray(self.impersonate_crop, jnp.float32)[None] / 255.0
+        out = noise_attacks.noise_attack(self.surrogates, self.params, crops / 255.0, k_attack, self.config,
+                                         target_images=target, progress=progress)
+        return out * 255.0, {}
+
+    def _similarities(self, a, b) -> dict:
+        fa, fb = self.features(a), self.features(b)
+        return [{s.name: float(c) for s, c in zip(self.surrogates, cs)}
+                for cs in zip(*[np.asarray(cosine(x, y)) for x, y in zip(fa, fb)])]
+
+    def protect(self, photo: np.ndarray, key, progress: Callable | None = None, path=None) -> ProtectedPhoto:
+        """Protect every face of ``photo`` (uint8 [H, W, 3] RGB); raises NoFaceError when MTCNN finds none."""
+        start = time.perf_counter()
+        photo = np.asarray(photo, np.uint8)
+        det = self.detector.detect(photo)
+        if len(det.boxes) == 0:
+            raise NoFaceError(path, "no face detected (MTCNN); nothing to protect, nothing written")
+        crops = [align_face(photo, lm, self.crop_size) for lm in det.landmarks]
+        clean = np.stack([c.image for c in crops])
+        adv, trace = self.attack(clean, key, progress)
+        adv = np.asarray(adv)
+        out = photo.astype(np.float64)
+        for crop, face in zip(crops, adv):
+            out = paste_back(out, face, crop.matrix, mode="delta", feather=self.feather)
+        eps = eps_levels(self.config)
+        # TIP-IM utils.save_priv: clip the re-warped photo to original ± ε and [0, 255], then uint8.
+        out = np.clip(out, photo.astype(np.float64) - eps, photo.astype(np.float64) + eps)
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        seconds = time.perf_counter() - start
+        # Measured on the written photo, re-cut with the same alignment.
+        after = np.stack([warp_affine(out, c.matrix, (self.crop_size, self.crop_size)) for c in crops])
+        sim_orig = self._similarities(after, clean)
+        target_before = target_after = [None] * len(crops)
+        if self.impersonate_crop is not None:
+            t = np.repeat(np.asarray(self.impersonate_crop, np.float32)[None], len(crops), 0)
+            target_before, target_after = self._similarities(clean, t), self._similarities(after, t)
+        faces = [
+            FaceResult(
+                box=[float(v) for v in det.boxes[i]],
+                prob=float(det.probs[i]),
+                matrix=crops[i].matrix,
+                similarity_to_original=sim_orig[i],
+                similarity_to_target_before=target_before[i],
+                similarity_to_target_after=target_after[i],
+                face_quality=image_quality(np.clip(np.rint(clean[i]), 0, 255).astype(np.uint8),
+                                           np.clip(np.rint(after[i]), 0, 255).astype(np.uint8)),
+            )
+            for i in range(len(crops))
+        ]
+        return ProtectedPhoto(out, faces, image_quality(photo, out), seconds, trace)

@@ -1,0 +1,66 @@
+"""``jaxprotect protect --method mifgsm|tipim``: outputs on a real photo, and bad photos skipped with a message."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxprotect.cli import main
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("in")
+    face = skimage.data.astronaut()[0:224, 112:336]  # the astronaut's head, 224x224
+    Image.fromarray(face).save(folder / "astronaut.png")
+    (folder / "broken.jpg").write_text("this is a text file, not a JPEG")
+    Image.fromarray(np.full((120, 120, 3), 200, np.uint8)).save(folder / "wall.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def batch(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    photos = [str(inputs / n) for n in ("broken.jpg", "astronaut.png", "wall.png")]
+    code = main(["protect", "--method", "mifgsm", "--steps", "2", "--eps", "8", "--seed", "3", *photos, "-o", str(out)])
+    return code, out
+
+
+def test_batch_goes_on_and_fails_at_the_end(batch):
+    code, out = batch
+    assert code != 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["astronaut.protected.png", "astronaut.report.json", "astronaut.side_by_side.png"]
+
+
+def test_protected_photo_and_report(batch, inputs):
+    _, out = batch
+    original = np.asarray(Image.open(inputs / "astronaut.png").convert("RGB")).astype(int)
+    with Image.open(out / "astronaut.protected.png") as im:
+        assert not im.info.get("exif") and "icc_profile" not in im.info
+        protected = np.asarray(im.convert("RGB")).astype(int)
+    assert protected.shape == original.shape
+    assert 0 < np.abs(protected - original).max() <= 8  # eps in grey levels holds on the written photo
+    pair = np.asarray(Image.open(out / "astronaut.side_by_side.png"))
+    assert pair.shape[1] > 2 * original.shape[1]
+    report = json.loads((out / "astronaut.report.json").read_text())
+    assert report["method"] == "mifgsm" and report["seed"] == 3 and report["mode"] == "dodge"
+    assert report["settings"]["steps"] == 2 and report["eps_grey_levels"] == pytest.approx(8.0)
+    face = report["faces"][0]
+    assert face["similarity_to_original"]["mobilefacenet_foamliu"] < 0.99
+    assert 20 < report["photo_quality"]["psnr"] < 80 and 0.5 < report["photo_quality"]["ssim"] < 1.0
+
+
+def test_messages_name_each_bad_photo(inputs, tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["protect", "--method", "tipim", "--steps", "1", str(inputs / "broken.jpg"), str(inputs / "wall.png"),
+                 "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "broken.jpg" in err and "not an image" in err.lower()
+    assert "wall.png" in err and "no face" in err.lower()
+    assert list(out.iterdir()) == []
