@@ -82,6 +82,9 @@ def timed(fn, runs: int) -> tuple[float, float]:
 
 def facenet_pytorch_irv1():
     """facenet-pytorch's InceptionResnetV1 class, imported without the package __init__ (needs torchvision)."""
+    target = "facenet_pytorch.models.inception_resnet_v1"
+    if target in sys.modules:
+        return sys.modules[target].InceptionResnetV1
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None:
         return None
@@ -91,7 +94,7 @@ def facenet_pytorch_irv1():
             stub = types.ModuleType(mod)
             stub.__path__ = [str(path)]
             sys.modules[mod] = stub
-    return importlib.import_module("facenet_pytorch.models.inception_resnet_v1").InceptionResnetV1
+    return importlib.import_module(target).InceptionResnetV1
 
 
 def torch_foamliu(torch):

@@ -8,13 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, load_state_dict, save_flat
 from jaxprotect.detect import mtcnn_boxes as mb
 from jaxprotect.detect.mtcnn import NETS, load_mtcnn, mtcnn_params
 from jaxprotect.detect.mtcnn_nets import ONet, PNet, RNet
 from jaxprotect.detect.mtcnn_pyramid import pack, pnet_output_size
+from jaxprotect.io import read_photo
 from conftest import ASSETS, asset_path, load_golden
 
 GOLDEN = "mtcnn_real.npz"
@@ -80,12 +80,13 @@ def test_pnet_packed_in_a_canvas_gives_the_same_outputs(golden, params):
     oh, ow = pnet_output_size(37, 53)
     assert (oh, ow) == want[0].shape[1:3]
     for w, g in zip(want, got):
-        np.testing.assert_allclose(np.asarray(g)[0, y0 // 2:y0 // 2 + oh, x0 // 2:x0 // 2 + ow], np.asarray(w)[0], atol=1e-6)
+        region = np.asarray(g)[0, y0 // 2:y0 // 2 + oh, x0 // 2:x0 // 2 + ow]
+        np.testing.assert_allclose(region, np.asarray(w)[0], atol=1e-6)
 
 
 def _photo(golden, i):
     rel = str(golden["files"][i])
-    image = np.asarray(Image.open(asset_path(f"faces/{rel}")).convert("RGB"))
+    image = read_photo(asset_path(f"faces/{rel}"))  # the golden used PIL.Image.open; no EXIF rotation here
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
     if digest != golden["image_sha256"][i]:
         pytest.skip(f"{rel}: this Pillow/libjpeg decodes other pixels than Pillow 13.0.0 did for the golden "
@@ -102,6 +103,7 @@ def _check_photo(golden, detector, i):
     np.testing.assert_allclose(found.boxes, golden[p + "boxes"], atol=1e-2, rtol=0)
     np.testing.assert_allclose(found.probs, golden[p + "probs"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(found.landmarks, golden[p + "landmarks"], atol=1e-2, rtol=0)
+    assert (np.diff(found.probs) <= 0).all()  # best first, as detect() returns them
     for stage in ("rnet", "onet"):
         want, got = golden[f"{p}{stage}_input_boxes"], stages[f"{stage}_input"]
         assert got.shape == want.shape, f"{stage} input boxes"
@@ -128,6 +130,18 @@ def test_no_face_gives_empty_detections(detector):
     smooth = np.stack([yy * 2, xx, 255 - yy], axis=-1).astype(np.uint8)
     found = detector.detect(smooth)
     assert found.boxes.shape == (0, 4) and found.probs.shape == (0,) and found.landmarks.shape == (0, 5, 2)
+
+
+def test_boxes_wholly_outside_the_photo_are_dropped(params):
+    from jaxprotect.detect import mtcnn_cascade as mc
+
+    table = mb.integral_image(np.full((40, 50, 3), 128, np.uint8))
+    boxes = np.array([[60, 5, 80, 25, 0.9], [-30, -30, -10, -10, 0.8]], np.float32)  # right of / above the photo
+    crops, kept = mc._crops(table, boxes, 50, 40, 24)
+    assert crops.shape == (0, 24, 24, 3) and kept.shape == (0,)
+    reg, prob = mc._run_batched(mc._rnet, params["rnet"], crops)
+    assert reg.shape == (0, 4) and prob.shape == (0, 2)
+    assert mc._stage_two(params["rnet"], table, boxes, 50, 40, 0.7).shape == (0, 5)
 
 
 def test_detect_rejects_non_rgb(detector):
@@ -225,8 +239,9 @@ def test_area_resize_is_torch_area_interpolation_bit_for_bit():
     image = rng.integers(0, 256, (57, 83, 3), dtype=np.uint8)
     table = mb.integral_image(image)
     t = torch.as_tensor(image[None].copy()).permute(0, 3, 1, 2).float()
-    for (y0, y1, x0, x1), size in [((0, 57, 0, 83), (31, 45)), ((3, 40, 10, 22), (24, 24)), ((5, 60 - 3, 0, 83), (48, 48))]:
-        want = torch.nn.functional.interpolate(t[:, :, y0:y1, x0:x1], size=size, mode="area")[0].permute(1, 2, 0).numpy()
+    for (y0, y1, x0, x1), size in [((0, 57, 0, 83), (31, 45)), ((3, 40, 10, 22), (24, 24)), ((5, 57, 0, 83), (48, 48))]:
+        want = torch.nn.functional.interpolate(t[:, :, y0:y1, x0:x1], size=size, mode="area")
+        want = want[0].permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(mb.area_resize(table, y0, y1, x0, x1, *size), want)
     boxes = np.array([[0, 57, 0, 83], [3, 40, 10, 22], [10, 13, 70, 83]])
     got = mb.area_resize_boxes(table, boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], 24)

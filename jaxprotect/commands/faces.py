@@ -18,7 +18,7 @@ def add_arguments(parser):
     parser.add_argument("photos", nargs="+", help="input photos (JPEG, PNG, WebP); never modified")
     parser.add_argument("--crops-dir", default=None, help="write one PNG crop per face into this folder")
     parser.add_argument("--align", choices=("112", "160", "box"), default="112",
-                        help="crop kind: 5-point ArcFace alignment at 112 or 160 px, or the raw MTCNN box (default 112)")
+                        help="crop kind: 5-point ArcFace alignment at 112 or 160 px, or the MTCNN box (default 112)")
     parser.add_argument("--margin", type=int, default=0, help="pixels added around the box for --align box (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per photo (with landmarks)")
 
@@ -58,7 +58,8 @@ def run(args) -> int:
         if crops_dir is not None:
             for i in range(len(found.boxes)):
                 out = crops_dir / f"{names[path]}_face{i}_{args.align}.png"
-                written.append(str(write_photo(out, _crop(photo, found, i, args.align, args.margin), inputs=args.photos)))
+                crop = _crop(photo, found, i, args.align, args.margin)
+                written.append(str(write_photo(out, crop, inputs=args.photos)))
         _print(path, photo.shape, found, written, args.json)
         return written
 
@@ -72,7 +73,8 @@ def run(args) -> int:
 def _print(path, shape, found, written, as_json):
     if as_json:
         faces = [
-            {"box": [round(float(v), 3) for v in b], "prob": float(p), "landmarks": [[round(float(v), 3) for v in xy] for xy in lm]}
+            {"box": [round(float(v), 3) for v in b], "prob": float(p),
+             "landmarks": [[round(float(v), 3) for v in xy] for xy in lm]}
             for b, p, lm in zip(found.boxes, found.probs, found.landmarks)
         ]
         record = {"path": path, "width": shape[1], "height": shape[0], "faces": faces}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 PIXEL_METHODS = ("tipim", "pgd", "mifgsm", "tidim")
 SKIMAGE_LFW = "skimage-lfw"
+SYNTHETIC = "synthetic"
 
 
 def add_arguments(parser):
@@ -32,10 +33,11 @@ def add_arguments(parser):
     mode.add_argument("--dodge", action="store_true", help="push away from the photo's own identity (default)")
     mode.add_argument("--impersonate", action="store_true", help="pull towards the identity of --target")
     g.add_argument("--target", default=None, help="photo of the identity to impersonate (with --impersonate)")
-    g.add_argument("--targets", default=None,
-                   help=f"tipim: folder of photos of target identities (one face each), or '{SKIMAGE_LFW}' for "
-                        "scikit-image's LFW subset; default: synthetic identities drawn from --seed")
-    g.add_argument("--num-targets", type=int, default=10, help="tipim: number of synthetic or LFW targets (10)")
+    g.add_argument("--targets", default=SKIMAGE_LFW,
+                   help=f"tipim target identities: a folder of photos (one face each), '{SKIMAGE_LFW}' (default: "
+                        f"faces of scikit-image's LFW subset, no download) or '{SYNTHETIC}' (random virtual "
+                        "identities drawn from --seed)")
+    g.add_argument("--num-targets", type=int, default=10, help="tipim: number of LFW-subset or synthetic targets (10)")
     g.add_argument("--gain", choices=("gain1", "gain2", "gain3"), default="gain3", help="tipim: gain function")
     g.add_argument("--gamma", type=float, default=0.0, help="tipim: MMD naturalness weight (0 = off, as TIP-IM's code)")
     g.add_argument("--norm", choices=("l2", "linf"), default="l2", help="tipim: step normalisation")
@@ -87,7 +89,7 @@ def target_crops(args, detector, size: int):
 
     from jaxprotect.io import run_batch
 
-    if args.targets is None:
+    if args.targets == SYNTHETIC:
         return None
     if args.targets == SKIMAGE_LFW:
         return skimage_lfw_targets(args.num_targets, size)
@@ -152,7 +154,7 @@ def report_dict(path, args, protector, result, outputs: dict) -> dict:
         "eps_grey_levels": protector_eps(protector),
         "surrogates": [s.name for s in protector.surrogates],
         "crop_size": protector.crop_size,
-        "targets": getattr(args, "targets", None) or ("synthetic" if args.method == "tipim" else None),
+        "targets": args.targets if args.method == "tipim" and protector.impersonate_crop is None else None,
         "seed": args.seed,
         "faces": faces,
         "photo_quality": result.quality,
@@ -180,7 +182,8 @@ def build_protector(args, detector):
         if not args.target:
             raise SystemExit("error: --impersonate needs --target PHOTO")
         impersonate = aligned_face(args.target, detector, size)
-    crops = target_crops(args, detector, size) if args.method == "tipim" else None
+    # TIP-IM with --impersonate: the one target identity is the --target face.
+    crops = target_crops(args, detector, size) if args.method == "tipim" and impersonate is None else None
     return PixelProtector(args.method, _config(args), surrogates, params, detector, target_crops=crops,
                           impersonate_crop=impersonate, num_targets=args.num_targets)
 

@@ -64,6 +64,8 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def _run_batched(fn, params, crops: np.ndarray):
     """Run a fixed-size net on [k, S, S, 3] crops in padded chunks of a bucketed size; numpy outputs."""
+    if len(crops) == 0:  # every box fell outside the photo: empty outputs of the right widths
+        return [np.asarray(o)[:0] for o in fn(params, np.zeros((_BATCHES[0],) + crops.shape[1:], np.float32))]
     outs = []
     for start in range(0, len(crops), _BATCHES[-1]):
         chunk = crops[start : start + _BATCHES[-1]]

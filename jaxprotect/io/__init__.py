@@ -1,7 +1,24 @@
 """Photo input/output for users' files: safe reading, metadata-free atomic writing, batches."""
 from jaxprotect.io.batch import BatchItem, BatchReport, run_batch
-from jaxprotect.io.errors import *  # noqa: F403 - the PhotoError hierarchy
-from jaxprotect.io.errors import __all__ as _errors
+from jaxprotect.io.errors import (
+    AnimatedImageError,
+    CorruptPhotoError,
+    NoFaceError,
+    NotAnImageError,
+    OutputIsInputError,
+    PhotoError,
+    PhotoNotFoundError,
+    PhotoTooLargeError,
+    PhotoTooSmallError,
+    PhotoWriteError,
+    TruncatedPhotoError,
+    UnsupportedFormatError,
+)
 from jaxprotect.io.photos import read_photo, write_photo
 
-__all__ = ["read_photo", "write_photo", "run_batch", "BatchReport", "BatchItem", *_errors]
+__all__ = [
+    "read_photo", "write_photo", "run_batch", "BatchReport", "BatchItem",
+    "PhotoError", "PhotoNotFoundError", "NotAnImageError", "UnsupportedFormatError", "AnimatedImageError",
+    "PhotoTooLargeError", "PhotoTooSmallError", "CorruptPhotoError", "TruncatedPhotoError", "NoFaceError",
+    "OutputIsInputError", "PhotoWriteError",
+]

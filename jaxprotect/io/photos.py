@@ -68,7 +68,8 @@ def _real(path) -> str:
     return os.path.realpath(os.fspath(path))
 
 
-def read_photo(path, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE, min_side: int = MIN_SIDE) -> np.ndarray:
+def read_photo(path, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE,
+               min_side: int = MIN_SIDE) -> np.ndarray:
     """Read a photo as ``uint8`` RGB ``[H, W, 3]`` (0..255), upright per its EXIF orientation.
 
     Raises a :class:`~jaxprotect.io.errors.PhotoError` subclass naming the file for anything

@@ -12,10 +12,11 @@ returns the protected photo and per-face measurements. The steps:
    then, as TIP-IM's ``save_priv`` does, the photo is clipped to the original ± ε and rounded to
    uint8, so the L∞ budget holds on the written photo itself.
 
-Target identities for TIP-IM: the user's photos (``target_crops``) or, without them,
-:func:`synthetic_targets`: ``num_targets`` random unit vectors per surrogate embedding space,
-drawn from the seed — virtual identities no real face owns, so the protected face is pushed
-towards nobody in particular (and away from its own identity by TIP-IM's dodging term).
+Target identities for TIP-IM: aligned crops of other people (``target_crops``; the commands
+default to faces of scikit-image's ``lfw_subset``) or, without them, :func:`synthetic_targets`:
+``num_targets`` random unit vectors per surrogate embedding space, drawn from the key — virtual
+identities no real face owns. On the astronaut photo, LFW-subset targets transferred better to
+the unseen judges than synthetic ones (see the demo's notes), hence the commands' default.
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ __all__ = [
     "FaceResult",
     "ProtectedPhoto",
     "PixelProtector",
+    "FaceEdit",
+    "edit_faces",
+    "eps_levels",
     "load_surrogates",
 ]
 
@@ -186,43 +190,86 @@ class PixelProtector:
         return [{s.name: float(c) for s, c in zip(self.surrogates, cs)}
                 for cs in zip(*[np.asarray(cosine(x, y)) for x, y in zip(fa, fb)])]
 
-    def protect(self, photo: np.ndarray, key, progress: Callable | None = None, path=None) -> ProtectedPhoto:
-        """Protect every face of ``photo`` (uint8 [H, W, 3] RGB); raises NoFaceError when MTCNN finds none."""
+    def protect(self, photo: np.ndarray, key, progress: Callable | None = None, path=None,
+                detections=None) -> ProtectedPhoto:
+        """Protect every face of ``photo`` (uint8 [H, W, 3] RGB); raises NoFaceError when MTCNN finds none.
+
+        ``detections`` (optional) reuses an earlier ``detector.detect(photo)``.
+        """
         start = time.perf_counter()
-        photo = np.asarray(photo, np.uint8)
-        det = self.detector.detect(photo)
-        if len(det.boxes) == 0:
-            raise NoFaceError(path, "no face detected (MTCNN); nothing to protect, nothing written")
-        crops = [align_face(photo, lm, self.crop_size) for lm in det.landmarks]
-        clean = np.stack([c.image for c in crops])
-        adv, trace = self.attack(clean, key, progress)
-        adv = np.asarray(adv)
-        out = photo.astype(np.float64)
-        for crop, face in zip(crops, adv):
-            out = paste_back(out, face, crop.matrix, mode="delta", feather=self.feather)
-        eps = eps_levels(self.config)
-        # TIP-IM utils.save_priv: clip the re-warped photo to original ± ε and [0, 255], then uint8.
-        out = np.clip(out, photo.astype(np.float64) - eps, photo.astype(np.float64) + eps)
-        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        trace = {}
+
+        def attack(crops):
+            adv, extra = self.attack(crops, key, progress)
+            trace.update(extra)
+            return np.asarray(adv)
+
+        edit = edit_faces(photo, self.detector, self.crop_size, attack, eps=eps_levels(self.config),
+                          feather=self.feather, path=path, detections=detections)
         seconds = time.perf_counter() - start
-        # Measured on the written photo, re-cut with the same alignment.
-        after = np.stack([warp_affine(out, c.matrix, (self.crop_size, self.crop_size)) for c in crops])
-        sim_orig = self._similarities(after, clean)
-        target_before = target_after = [None] * len(crops)
+        sim_orig = self._similarities(edit.after, edit.before)
+        target_before = target_after = [None] * len(edit.crops)
         if self.impersonate_crop is not None:
-            t = np.repeat(np.asarray(self.impersonate_crop, np.float32)[None], len(crops), 0)
-            target_before, target_after = self._similarities(clean, t), self._similarities(after, t)
+            t = np.repeat(np.asarray(self.impersonate_crop, np.float32)[None], len(edit.crops), 0)
+            target_before, target_after = self._similarities(edit.before, t), self._similarities(edit.after, t)
+        det = edit.detections
         faces = [
             FaceResult(
                 box=[float(v) for v in det.boxes[i]],
                 prob=float(det.probs[i]),
-                matrix=crops[i].matrix,
+                matrix=edit.crops[i].matrix,
                 similarity_to_original=sim_orig[i],
                 similarity_to_target_before=target_before[i],
                 similarity_to_target_after=target_after[i],
-                face_quality=image_quality(np.clip(np.rint(clean[i]), 0, 255).astype(np.uint8),
-                                           np.clip(np.rint(after[i]), 0, 255).astype(np.uint8)),
+                face_quality=edit.face_quality[i],
             )
-            for i in range(len(crops))
+            for i in range(len(edit.crops))
         ]
-        return ProtectedPhoto(out, faces, image_quality(photo, out), seconds, trace)
+        return ProtectedPhoto(edit.image, faces, image_quality(photo, edit.image), seconds, trace)
+
+
+@dataclasses.dataclass
+class FaceEdit:
+    """What :func:`edit_faces` did: the new photo, the detections, the crops (with their matrices),
+    the clean aligned crops ``before`` and those re-cut from the new photo ``after`` ([N, S, S, 3]
+    float32 0..255), and per-face PSNR/SSIM between them."""
+
+    image: np.ndarray
+    detections: Any
+    crops: list
+    before: np.ndarray
+    after: np.ndarray
+    face_quality: list
+
+
+def _u8(x):
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def edit_faces(photo: np.ndarray, detector, crop_size: int, edit: Callable, *, eps: float | None = None,
+               feather: float = 0.1, path=None, detections=None) -> FaceEdit:
+    """Apply ``edit`` to every aligned face of ``photo`` and paste the results back.
+
+    ``photo`` uint8 [H, W, 3] RGB; ``edit`` maps aligned crops [N, S, S, 3] float32 0..255 to
+    new crops of the same shape (an attack, a blur...). Faces come from ``detector.detect``
+    (or ``detections``); none raises :class:`NoFaceError`. Each new crop is pasted back with a
+    feathered seam (delta mode); with ``eps`` the photo is then clipped to the original ± eps
+    (TIP-IM ``utils.save_priv``) and rounded to uint8. Returns :class:`FaceEdit`.
+    """
+    photo = np.asarray(photo, np.uint8)
+    det = detector.detect(photo) if detections is None else detections
+    if len(det.boxes) == 0:
+        raise NoFaceError(path, "no face detected (MTCNN); nothing to protect, nothing written")
+    crops = [align_face(photo, lm, crop_size) for lm in det.landmarks]
+    clean = np.stack([c.image for c in crops])
+    new = np.asarray(edit(clean))
+    out = photo.astype(np.float64)
+    for crop, face in zip(crops, new):
+        out = paste_back(out, face, crop.matrix, mode="delta", feather=feather)
+    if eps is not None:
+        # TIP-IM utils.save_priv: clip the re-warped photo to original ± eps and [0, 255], then uint8.
+        out = np.clip(out, photo.astype(np.float64) - eps, photo.astype(np.float64) + eps)
+    out = _u8(out)
+    after = np.stack([warp_affine(out, c.matrix, (crop_size, crop_size)) for c in crops])
+    quality = [image_quality(_u8(b), _u8(a)) for b, a in zip(clean, after)]
+    return FaceEdit(out, det, crops, clean, after, quality)

@@ -145,22 +145,26 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
     """
     b = w0.shape[0]
     if cfg.sequential_generator:
-        run = _finetune_fn(nets.synthesis, nets.lpips_apply, cfg, None)
+        one = batch_mesh(jax.devices()[:1])
+        run = _finetune_fn(nets.synthesis, nets.lpips_apply, _finetune_key(cfg), one)
         state = carry if carry is not None else init_finetune(broadcast_params(nets.g_params, 1), cfg)
+        state = put_batched(state, one)
+        lp = put_replicated(nets.lpips_params, one)
         params, curves = [], []
         for i in range(b):
             losses = []
+            x = put_batched((w0[i:i + 1], [n[i:i + 1] for n in noise], real[i:i + 1]), one)
             for t in range(cfg.finetune_steps):
-                state, loss = run(state, w0[i:i + 1], [n[i:i + 1] for n in noise], real[i:i + 1], nets.lpips_params)
+                state, loss = run(state, *x, lp)
                 losses.append(np.asarray(loss)[0])
                 _tick(progress, "fine-tune", i * cfg.finetune_steps + t + 1, b * cfg.finetune_steps)
-            params.append(state.params)
+            params.append(jax.tree.map(jnp.copy, state.params))  # the state's buffers are donated next step
             curves.append(losses)
         stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *params)
         return stacked, np.asarray(curves, np.float32).reshape(b, cfg.finetune_steps), state
     mesh = mesh or batch_mesh(jax.devices()[:1])
     size = padded_size(b, mesh)
-    fn = _finetune_fn(nets.synthesis, nets.lpips_apply, cfg, mesh)
+    fn = _finetune_fn(nets.synthesis, nets.lpips_apply, _finetune_key(cfg), mesh)
     state = init_finetune(broadcast_params(nets.g_params, size), cfg)
     state = put_batched(state, mesh)
     w_, noise_, real_ = put_batched(pad_batch((w0, list(noise), real), b, size), mesh)
@@ -174,12 +178,29 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
     return params, np.stack(losses, axis=1) if losses else np.zeros((b, 0), np.float32), None
 
 
+_FINETUNE_FIELDS = ("finetune_lr", "finetune_betas", "finetune_eps", "finetune_size", "finetune_resize",
+                    "finetune_mse_weight", "remat", "generator_batching")
+_SEARCH_IRRELEVANT = ("finetune_steps", "finetune_lr", "finetune_betas", "finetune_eps", "finetune_size",
+                      "finetune_resize", "finetune_mse_weight", "skip_finetune", "sequential_generator", "steps",
+                      "final_image", "far")
+
+
+def _finetune_key(cfg: Clip2ProtectConfig) -> Clip2ProtectConfig:
+    """``cfg`` with every field the tuning step does not read set to its default (compile-cache key)."""
+    keep = {f: getattr(cfg, f) for f in _FINETUNE_FIELDS}
+    return Clip2ProtectConfig(**keep)
+
+
+def _search_key(cfg: Clip2ProtectConfig) -> Clip2ProtectConfig:
+    """``cfg`` with the fields the compiled search functions do not read reset (compile-cache key)."""
+    default = Clip2ProtectConfig()
+    return dataclasses.replace(cfg, **{f: getattr(default, f) for f in _SEARCH_IRRELEVANT})
+
+
 @functools.lru_cache(maxsize=16)
 def _finetune_fn(synthesis, lpips_apply, cfg, mesh):
     """The compiled tuning step (cached: one compilation per configuration and mesh)."""
     step = make_finetune_step(synthesis, lpips_apply, cfg)
-    if mesh is None:
-        return jax.jit(step, donate_argnums=(0,))
     return over_batch(step, mesh, (True, True, True, True, False), donate=(0,))
 
 
@@ -192,6 +213,17 @@ def _search_fns(models, cfg, per_photo, mesh):
         over_batch(make_step(models, cfg, per_photo), mesh, (True, True, gb, False, False), donate=(0,)),
         over_batch(make_evaluate(models, cfg, per_photo), mesh, (True, True, gb, False, False)),
     )
+
+
+def _final_noise(state, noise, synthesis, cfg, b) -> list:
+    """All noise maps after the search: the optimised ones from the state, the others as drawn."""
+    from jaxprotect.methods.clip2protect.search import noise_split
+
+    opt_idx, _ = noise_split(synthesis, cfg)
+    out = [np.asarray(n)[:b] for n in noise]
+    for j, i in enumerate(opt_idx):
+        out[i] = np.asarray(state.noise_opt[j])[:b]
+    return out
 
 
 def protect_batch(
@@ -254,7 +286,7 @@ def protect_batch(
         source_emb = {n: jnp.stack([p[n] for p in per]) for n in cfg.surrogates}
     aug_keys = jnp.stack([jax.random.fold_in(k, 1) for k in keys])
 
-    src_fn, step_fn, eval_fn = _search_fns(models, cfg, per_photo, mesh)
+    src_fn, step_fn, eval_fn = _search_fns(models, _search_key(cfg), per_photo, mesh)
 
     g_in = put_batched(pad_batch(g_params, b, size), mesh) if per_photo else put_replicated(g_params, mesh)
     w0_p, noise_p = put_batched(pad_batch((w0, list(noise)), b, size), mesh)
@@ -293,6 +325,7 @@ def protect_batch(
         "reconstruction": np.asarray(source01)[:b],
         "w0": np.asarray(w0),
         "w": np.asarray(state.w)[:b],
+        "noise": _final_noise(state, noise, nets.synthesis, cfg, b),
         "loss": loss,
         "finetune_loss": ft_losses,
         "final_sim": final["final_sim"],
