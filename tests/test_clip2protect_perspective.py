@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprotect.methods.clip2protect.perspective import (
-    endpoint_bands,
-    perspective_coeffs,
-    random_endpoints,
-    random_perspective,
-    start_points,
-    warp_perspective,
-)
+from jaxprotect.methods.clip2protect import perspective as P
+from jaxprotect.methods.clip2protect.perspective import endpoint_bands, start_points
+
+# eager jnp dispatches op by op; everything below runs compiled, as inside the search step
+perspective_coeffs = jax.jit(P.perspective_coeffs, static_argnums=(2, 3))
+warp_perspective = jax.jit(P.warp_perspective)
+random_endpoints = jax.jit(P.random_endpoints, static_argnums=(1, 2))
+random_perspective = jax.jit(P.random_perspective)
 
 cv2 = pytest.importorskip("cv2")
 
@@ -58,7 +58,8 @@ def test_warp_matches_independent_reference(h, w, fill):
     coeffs = perspective_coeffs(start, ends, h, w)
     got = np.asarray(warp_perspective(jnp.asarray(image), coeffs, fill))
     want = _reference(image.astype(np.float64), start, ends, fill)
-    np.testing.assert_allclose(got, want, atol=2e-5)
+    # float32 sample coordinates (as torchvision) on a white-noise image: |d value| <= ~1 x |d coord| ~ 1e-5
+    np.testing.assert_allclose(got, want, atol=5e-5)
     # the batch form gives every image the same warp
     batch = np.asarray(warp_perspective(jnp.asarray(np.stack([image, image[::-1]])), coeffs, fill))
     np.testing.assert_allclose(batch[0], got, atol=1e-6)
@@ -85,7 +86,8 @@ def test_corner_draw_stays_in_torchvision_bands_and_follows_the_key():
     h, w = 1024, 768
     bw, bh = endpoint_bands(h, w, 0.5)
     assert (bw, bh) == (int(0.5 * 384) + 1, int(0.5 * 512) + 1)
-    draws = np.stack([np.asarray(random_endpoints(jax.random.key(i), h, w)) for i in range(300)])
+    keys = jax.random.split(jax.random.key(0), 300)
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: P.random_endpoints(k, h, w)))(keys))
     tl, tr, br, bl = draws[:, 0], draws[:, 1], draws[:, 2], draws[:, 3]
     assert tl[:, 0].min() >= 0 and tl[:, 0].max() < bw and tl[:, 1].max() < bh
     assert tr[:, 0].min() >= w - bw and tr[:, 0].max() <= w - 1 and tr[:, 1].max() < bh
@@ -100,5 +102,5 @@ def test_random_perspective_is_differentiable_and_keyed():
     a = random_perspective(jax.random.key(3), img)
     np.testing.assert_array_equal(a, random_perspective(jax.random.key(3), img))
     assert not np.array_equal(np.asarray(a), np.asarray(random_perspective(jax.random.key(4), img)))
-    g = jax.grad(lambda x: jnp.sum(random_perspective(jax.random.key(3), x) ** 2))(img)
+    g = jax.jit(jax.grad(lambda x: jnp.sum(P.random_perspective(jax.random.key(3), x) ** 2)))(img)
     assert np.isfinite(np.asarray(g)).all() and np.abs(np.asarray(g)).sum() > 0

@@ -49,10 +49,7 @@ def test_input_matches_torch(model, size):
     y0, y1, x0, x1 = box
     t = torch.from_numpy(img).permute(0, 3, 1, 2)[:, :, y0:y1, x0:x1]
     want = torch.nn.functional.interpolate((t - 0.5) * 2, size=size, mode="bilinear", align_corners=False)
-    # jaxprotect.ops.resize rounds the source coordinate scale*(d+0.5)-0.5 twice; torch 2.13's CPU kernel
-    # uses one fused multiply-add, so bilinear weights can differ by one float32 ulp of the coordinate
-    # (7.6e-6 near 128 px). That bound, not 1e-6, is what holds here until resize.py adopts the FMA rounding.
-    np.testing.assert_allclose(got, want.permute(0, 2, 3, 1).numpy(), rtol=0, atol=3e-5)
+    np.testing.assert_allclose(got, want.permute(0, 2, 3, 1).numpy(), rtol=0, atol=2e-6)
     assert got.shape == (2, *size, 3)
     crop = (img[:, y0:y1, x0:x1] - 0.5) * 2
     np.testing.assert_array_equal(got, np.asarray(interpolate(crop, size, mode="bilinear")))

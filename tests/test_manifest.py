@@ -60,3 +60,8 @@ def test_sha256_of_available_assets(entries):
     recorded = {e["sha256"] for e in entries if "sha256" in e}
     for asset in ("mobilefacenet_foamliu.pt", "mtcnn_pnet.pt", "mtcnn_rnet.pt", "mtcnn_onet.pt"):
         assert _sha256(weights / asset) in recorded, asset
+
+
+def test_converted_sha256(entries):
+    for e in (e for e in entries if e["shipped"] and "converted_sha256" in e):
+        assert _sha256(PORTED / e["converted"]) == e["converted_sha256"], e["converted"]

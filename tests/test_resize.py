@@ -26,7 +26,7 @@ def test_matches_torch(in_hw, out_hw, mode, align_corners):
     kwargs = {} if align_corners is None else {"align_corners": align_corners}
     ref = F.interpolate(torch.from_numpy(x), size=out_hw, mode=mode, **kwargs).numpy()
     got = np.asarray(interpolate(x.transpose(0, 2, 3, 1), out_hw, mode, bool(align_corners)))
-    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), ref, atol=3e-6, rtol=0)
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic", "nearest"])

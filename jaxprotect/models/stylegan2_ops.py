@@ -15,6 +15,7 @@ multiplications by inserted zeros.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -32,6 +33,8 @@ __all__ = [
     "fir_upsample2x",
     "fused_leaky_relu",
     "equal_linear",
+    "conv2d",
+    "conv_transpose2x_blur",
     "modulated_conv2d",
 ]
 
@@ -152,51 +155,165 @@ def equal_linear(x: jax.Array, weight: jax.Array, bias: jax.Array, lr_mul: float
     return y + bias * lr_mul
 
 
-def _phase_kernel(w: jax.Array) -> jax.Array:
-    """Stride-2 transposed-conv kernel (k, k, I, O) -> one conv kernel (A, A, I, 4*O), A = ceil(k/2).
+def _conv_raw(x: jax.Array, w: jax.Array, padding) -> jax.Array:
+    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
 
-    Output phase (py, px) of ``conv_transpose(x, w, stride=2)`` at (2m+py, 2n+px) is a plain
-    correlation of x (padded by A-1) with taps ``w[py + 2(A-1-u), px + 2(A-1-v)]`` over an A x A
-    window; the four phases are stacked on the output-channel axis as (py, px, O).
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv2d(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """Stride-1 correlation, ``x`` [N, H, W, I], ``w`` (kh, kw, I, O), ``padding`` ((top, bottom), (left, right)).
+
+    Same values as ``lax.conv_general_dilated``; only the weight gradient differs in how it is
+    computed: XLA's CPU weight-gradient convolution is up to ~100x slower than the forward for
+    the small phase kernels below, so it is computed as kh*kw dots over shifted flat views.
     """
-    k = w.shape[0]
-    a = (k + 1) // 2
-    wp = jnp.pad(w, ((0, 2 * a - k), (0, 2 * a - k), (0, 0), (0, 0)))
-    idx = np.array([[p + 2 * (a - 1 - u) for u in range(a)] for p in range(2)])  # [phase, window]
-    g = wp[idx[:, :, None, None], idx[None, None, :, :]]  # [py, u, px, v, I, O]
-    g = jnp.transpose(g, (1, 3, 4, 0, 2, 5))  # [u, v, I, py, px, O]
-    return g.reshape(a, a, w.shape[2], 4 * w.shape[3])
+    return _conv_raw(x, w, padding)
 
 
-def _conv_transpose2x(x: jax.Array, w: jax.Array) -> jax.Array:
-    """``conv_transpose2d(x, w, stride=2, padding=0)`` plus one trailing zero row and column.
+def _conv2d_fwd(x, w, padding):
+    return _conv_raw(x, w, padding), (x, w)
 
-    ``x`` [N, H, W, I], ``w`` (k, k, I, O) with odd k: returns [N, 2H+k-1, 2W+k-1, O]; the last
-    row/column is exactly zero (it only sees the zero padding), which the following blur's pad
-    absorbs.
-    """
-    k = w.shape[0]
-    a = (k + 1) // 2
+
+def _conv2d_bwd(padding, res, dy):
+    x, w = res
+    _, vjp_x = jax.vjp(lambda x_: _conv_raw(x_, w, padding), x)
+    (dx,) = vjp_x(dy)
+    return dx, _conv2d_weight_grad(x, dy, w.shape, padding)
+
+
+def _conv2d_weight_grad(x, dy, w_shape, padding):
+    # dw[a, b] = sum_{n,h,w} xpad[n, h + a, w + b, :]^T dy[n, h, w, :]. With xpad flattened row-major and
+    # dy zero-padded to xpad's width, every tap's window is one contiguous slice (rows wrap onto the
+    # zero columns of dy), so each tap is a single (L, I)^T (L, O) dot.
+    kh, kw, ci, co = w_shape
+    (pt, pb), (pl, pr) = padding
     n, h, wd, _ = x.shape
-    o = w.shape[3]
-    y = lax.conv_general_dilated(x, _phase_kernel(w), (1, 1), ((a - 1, a - 1), (a - 1, a - 1)), dimension_numbers=_DN)
-    hh, ww = h + a - 1, wd + a - 1
-    y = y.reshape(n, hh, ww, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(n, 2 * hh, 2 * ww, o)
+    _, ho, wo, _ = dy.shape
+    wp = wd + pl + pr
+    xp = jnp.pad(x, ((0, 0), (pt, pb + 1), (pl, pr), (0, 0))).reshape(n, -1, ci)
+    dyp = jnp.pad(dy, ((0, 0), (0, 0), (0, wp - wo), (0, 0))).reshape(n, ho * wp, co)
+    taps = []
+    for a in range(kh):
+        for b in range(kw):
+            xs = lax.slice_in_dim(xp, a * wp + b, a * wp + b + ho * wp, axis=1)
+            taps.append(lax.dot_general(xs, dyp, (((0, 1), (0, 1)), ((), ()))))
+    return jnp.stack(taps).reshape(kh, kw, ci, co).astype(dy.dtype)
 
 
-def _conv(x: jax.Array, w: jax.Array) -> jax.Array:
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def _conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
     k = w.shape[0]
     if k == 1:
         return jnp.einsum("nhwi,io->nhwo", x, w[0, 0])
     p = k // 2
-    return lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)), dimension_numbers=_DN)
+    return conv2d(x, w, ((p, p), (p, p)))
+
+
+def _phase_taps(k: int, p: int) -> list[int]:
+    # conv_transpose2d (stride 2): out[2m + p] = sum_a x[m - a] w[p + 2a]; window offset u <-> a = n - 1 - u
+    n = (k - p + 1) // 2
+    return [p + 2 * (n - 1 - u) for u in range(n)]
+
+
+def _conv_transpose2x_phases(x: jax.Array, w: jax.Array, margin: int = 0) -> list[list[jax.Array]]:
+    """Sub-pixel phases of ``conv_transpose2d(x, w, stride=2, padding=0)``, no multiplication by zero.
+
+    ``x`` [N, H, W, I], ``w`` (k, k, I, O) with w[t] feeding out[2i + t]. Returns
+    ``phases[py][px]`` = out[:, py::2, px::2] (n_p = ceil((k - p) / 2) taps per axis, so
+    H + n_py - 1 rows), with ``margin`` zero rows/columns added on every side.
+
+    Tap t = (ty, tx) feeds phase (ty % 2, tx % 2) shifted by (ty // 2, tx // 2). The taps that
+    share a shift are one matrix product of x with their weights side by side (4 + 2 + 2 + 1
+    for k = 3); each phase is then a sum of shifted slices of those products, which XLA fuses.
+    """
+    k = w.shape[0]
+    n_shift = (k + 1) // 2
+    n_taps = [len(_phase_taps(k, p)) for p in range(2)]
+    terms: list[list[list]] = [[[], []], [[], []]]
+    for a in range(n_shift):
+        for b in range(n_shift):
+            group = [(ty, tx) for ty in (2 * a, 2 * a + 1) for tx in (2 * b, 2 * b + 1) if ty < k and tx < k]
+            wg = jnp.concatenate([w[ty, tx] for ty, tx in group], axis=1)  # (I, len(group) * O)
+            y = jnp.einsum("nhwi,io->nhwo", x, wg)
+            o = w.shape[3]
+            for g, (ty, tx) in enumerate(group):
+                py, px = ty % 2, tx % 2
+                cfg = ((0, 0, 0), (margin + a, margin + n_taps[py] - 1 - a, 0),
+                       (margin + b, margin + n_taps[px] - 1 - b, 0), (0, 0, 0))
+                terms[py][px].append(lax.pad(y[..., g * o:(g + 1) * o], jnp.zeros((), y.dtype), cfg))
+    return [[functools.reduce(jnp.add, terms[py][px]) for px in range(2)] for py in range(2)]
+
+
+def _phase_fir_1d(phases: Sequence[jax.Array], taps: Sequence[float], pad0: int, out_len: int, axis: int,
+                  margin: int = 0) -> list[jax.Array]:
+    """FIR of an interleaved signal given as its two phases; returns the two phases of the result.
+
+    Signal T[2m + p] = phases[p][margin + m] (zero outside); result
+    Z[q] = sum_j T[q + j - pad0] * taps[::-1][j] for q < out_len (upfirdn2d with up=down=1, pad
+    (pad0, .)), returned as [Z[0::2], Z[1::2]] without margin on ``axis``.
+    """
+    kf = list(taps)[::-1]
+    result = []
+    for e in range(2):
+        n = (out_len - e + 1) // 2
+        acc = None
+        for j, t in enumerate(kf):
+            src = phases[(e + j - pad0) % 2]
+            start = margin + (e + j - pad0) // 2  # Z[2r + e] takes phase[.][r + d]
+            length = src.shape[axis]
+            if 0 <= start and start + n <= length:
+                term = lax.slice_in_dim(src, start, start + n, axis=axis)
+            else:
+                cfg = [(0, 0, 0)] * src.ndim
+                cfg[axis] = (-start, n - length + start, 0)
+                term = lax.pad(src, jnp.zeros((), src.dtype), cfg)
+            term = term * t
+            acc = term if acc is None else acc + term
+        result.append(acc)
+    return result
+
+
+def _interleave(z: Sequence[Sequence[jax.Array]]) -> jax.Array:
+    """[[Z00, Z01], [Z10, Z11]] (each [N, h, w, C]) -> [N, 2h, 2w, C] with Z[py][px] at (2i+py, 2j+px)."""
+    n, h, w, c = z[0][0].shape
+    y = jnp.stack([jnp.stack(row, axis=3) for row in z], axis=2)  # [N, h, 2(py), w, 2(px), C]
+    return y.reshape(n, 2 * h, 2 * w, c)
 
 
 def _upsample_blur_pad(k: int, blur_kernel: Sequence[float]) -> tuple[int, int]:
     # models/stylegan2/model.py ModulatedConv2d(upsample=True): Blur pad after the transposed conv
     p = (len(blur_kernel) - 2) - (k - 1)
     return (p + 1) // 2 + 1, p // 2 + 1
+
+
+def conv_transpose2x_blur(x: jax.Array, w: jax.Array, blur_kernel: Sequence[float] = (1, 3, 3, 1),
+                          out_scale: jax.Array | None = None) -> jax.Array:
+    """Upstream upsampling conv: ``Blur(conv_transpose2d(x, w, stride=2))`` with gain 4, NHWC.
+
+    ``x`` [N, H, W, I], ``w`` (k, k, I, O) (odd k; w[t] feeds out[2i + t]); ``out_scale`` [N, O]
+    optionally multiplies the transposed-conv output per channel (demodulation). Returns
+    [N, 2H, 2W, O]. Computed per sub-pixel phase: four small convolutions, the blur applied to
+    the phases, one interleave at the end.
+    """
+    k = w.shape[0]
+    n, h, wd, _ = x.shape
+    p0, p1 = _upsample_blur_pad(k, blur_kernel)
+    kb = len(blur_kernel)
+    ho = (2 * h + k - 2) + p0 + p1 - kb + 1
+    wo = (2 * wd + k - 2) + p0 + p1 - kb + 1
+    if ho % 2 or wo % 2:
+        raise ValueError("blur_kernel and kernel size give an odd upsampled size")
+    margin = max(0, (p0 + 1) // 2)  # largest backward shift of a phase in _phase_fir_1d
+    ph = _conv_transpose2x_phases(x, w, margin)
+    if out_scale is not None:
+        sc = out_scale[:, None, None, :]
+        ph = [[p * sc for p in row] for row in ph]
+    ta, tb = _taps(blur_kernel, 4.0)
+    cols = [_phase_fir_1d([ph[0][px], ph[1][px]], ta, p0, ho, axis=1, margin=margin) for px in range(2)]
+    z = [_phase_fir_1d([cols[0][e], cols[1][e]], tb, p0, wo, axis=2, margin=margin) for e in range(2)]
+    return _interleave(z)  # z[e][f]: output rows e::2, columns f::2
 
 
 def modulated_conv2d(
@@ -213,14 +330,14 @@ def modulated_conv2d(
 
     ``x`` [N, H, W, I]; ``weight`` (1, O, I, k, k) in checkpoint units; ``style`` [N, I] (the
     StyleSpace code ``s``). Returns [N, H, W, O], or [N, 2H, 2W, O] with ``upsample``
-    (stride-2 transposed conv, then the [1,3,3,1] blur with gain 4).
+    (stride-2 transposed conv, then the blur with gain 4).
 
     ``mode="weight"`` is the reference formulation: per-sample weights
-    ``W' = scale * weight * s``, demodulated by ``rsqrt(sum W'^2 + 1e-8)``, one grouped conv.
-    ``mode="activation"`` (rosinality's ``fused=False``) scales the input by ``s`` and the output
-    by the same demodulation factor, convolving with the shared ``scale * weight``: equal
-    mathematically, different float rounding, and its backward needs no weight-gradient
-    convolution when only the latents are differentiated.
+    ``W' = scale * weight * s``, demodulated by ``rsqrt(sum W'^2 + 1e-8)``, one conv per sample
+    (upstream: a grouped conv). ``mode="activation"`` (rosinality's ``fused=False``) scales the
+    input by ``s`` and the output by the same demodulation factor, convolving with the shared
+    ``scale * weight``: equal mathematically, different float rounding, and its backward needs
+    no weight-gradient convolution when only the latents are differentiated.
     """
     if mode not in MODCONV_MODES:
         raise ValueError(f"mode must be one of {MODCONV_MODES}, got {mode!r}")
@@ -234,18 +351,16 @@ def modulated_conv2d(
         if demodulate:
             wmod = wmod * demod[:, :, None, None, None]
         w_hwio = jnp.transpose(wmod, (0, 3, 4, 2, 1))  # (N, k, k, I, O)
-        op = _conv_transpose2x if upsample else _conv
-        if x.shape[0] == 1:
-            out = op(x, w_hwio[0])
+        if upsample:
+            op = lambda xi, wi: conv_transpose2x_blur(xi, wi, blur_kernel)  # noqa: E731
         else:
-            out = jax.vmap(lambda xi, wi: op(xi[None], wi)[0])(x, w_hwio)
-    else:
-        w_hwio = jnp.transpose(base, (2, 3, 1, 0))  # (k, k, I, O)
-        xs = x * style[:, None, None, :]
-        out = _conv_transpose2x(xs, w_hwio) if upsample else _conv(xs, w_hwio)
-        if demodulate:
-            out = out * demod[:, None, None, :]
+            op = _conv_same
+        if x.shape[0] == 1:
+            return op(x, w_hwio[0])
+        return jax.vmap(lambda xi, wi: op(xi[None], wi)[0])(x, w_hwio)
+    w_hwio = jnp.transpose(base, (2, 3, 1, 0))  # (k, k, I, O)
+    xs = x * style[:, None, None, :]
     if upsample:
-        p0, p1 = _upsample_blur_pad(k, blur_kernel)
-        out = fir_filter(out, blur_kernel, (p0, p1 - 1), gain=4.0)  # -1: _conv_transpose2x's zero row
-    return out
+        return conv_transpose2x_blur(xs, w_hwio, blur_kernel, out_scale=demod)
+    out = _conv_same(xs, w_hwio)
+    return out * demod[:, None, None, :] if demodulate else out

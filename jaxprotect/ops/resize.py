@@ -50,7 +50,8 @@ def interpolation_matrix(in_size: int, out_size: int, mode: str, align_corners: 
         src = dst * scale
     else:
         scale = f32(in_size) / f32(out_size)
-        src = scale * (dst + f32(0.5)) - f32(0.5)
+        # torch evaluates scale * (dst + 0.5) - 0.5 as one fused multiply-add: round once.
+        src = (np.float64(scale) * (dst + f32(0.5)).astype(np.float64) - 0.5).astype(f32)
     if mode == "bilinear":
         if not align_corners:
             src = np.maximum(src, f32(0))
