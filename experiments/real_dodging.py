@@ -103,6 +103,11 @@ def calibrate(judges, emb, diff, same):
     return out
 
 
+def brief(dodge) -> str:
+    """One line of PSRs for the log."""
+    return ", ".join(f"{j} PSR {d['psr']:.3f} ({d['pairs']} pairs, {d['no_face_after']} no face)" for j, d in dodge.items())
+
+
 def dodging(judges, calib, emb, protected_emb):
     """Per judge: PSR over the pairs matched before protection (and how many had no face after)."""
     res = {}
@@ -222,7 +227,7 @@ def main(argv=None) -> int:
                            + (f", {args.num_targets} LFW-subset targets" if method == "tipim" else ""))
         row["dodging"] = dodging(judges, calib, emb, pemb)
         rows.append(row)
-        print(f"  -> {row['dodging']} face SSIM {row['face_ssim']:.4f} PSNR {row['face_psnr']:.2f} "
+        print(f"  -> {brief(row['dodging'])}; face SSIM {row['face_ssim']:.4f} PSNR {row['face_psnr']:.2f} "
               f"({row['seconds_wall']:.0f}s wall, {row['seconds_cpu']:.0f}s cpu)", flush=True)
     sweeps = {"blur": (gaussian_blur, BLUR_SIGMAS, "sigma {:g} px"), "pixelation": (pixelate, PIXEL_BLOCKS, "block {:d} px")}
     for kind, (fn, strengths, fmt) in sweeps.items():
@@ -232,7 +237,7 @@ def main(argv=None) -> int:
             row["strength"] = s
             row["dodging"] = dodging(judges, calib, emb, pemb)
             curves[kind].append(row)
-            print(f"  -> {kind} {s}: {row['dodging']} face SSIM {row['face_ssim']:.4f}", flush=True)
+            print(f"  -> {kind} {s}: {brief(row['dodging'])}; face SSIM {row['face_ssim']:.4f}", flush=True)
     reference = rows[0]["face_ssim"]
     # Blur strength is continuous: bisect sigma until the mean face SSIM matches TIP-IM's.
     ordered = sorted(curves["blur"], key=lambda r: r["strength"])

@@ -20,7 +20,7 @@ import numpy as np
 
 from weight_rule import draw, rule_for
 
-SIZE = 16
+SIZE = 8
 FR_SIZES = {"ir152": 16, "irse50": 16, "facenet": 20, "mobileface": 16}
 
 
@@ -122,7 +122,7 @@ def small_inputs(nets, n: int, seed: int = 0):
 
     size = nets.synthesis.size
     photos = small_photos(n, size, seed)
-    boxes = np.array([[2.5 + i, 1.5, size - 2.5, size - 1.5 - i] for i in range(n)], np.float32)
+    boxes = np.array([[1.5 + 0.5 * (i % 3), 1.5, size - 1.5, size - 1.5 - 0.5 * (i % 2)] for i in range(n)], np.float32)
     rng = np.random.default_rng(seed + 1)
     w0 = rng.standard_normal((n, nets.synthesis.n_latent, 512)).astype(np.float32)
     target = small_photos(1, size, seed + 99)[0]

@@ -120,10 +120,9 @@ def test_step_keeps_the_candidate_with_the_largest_gain(net, photos, targets):
         np.testing.assert_allclose(np.asarray(new.images[n]), np.asarray(cands[int(np.argmax(gains))]), atol=1e-4)
 
 
-@pytest.mark.parametrize("gamma", [0.0, 1e-3])
-def test_vmapped_target_search_equals_a_loop(net, photos, targets, gamma):
+def test_vmapped_target_search_equals_a_loop(net, photos, targets):
     surrogate, params = net
-    config = tipim.TipimConfig(steps=4, gamma=gamma)
+    config = tipim.TipimConfig(steps=4)
     image = photos[0] + 3.0 * jax.random.normal(jax.random.key(4), photos[0].shape)
     grad_sum = jax.random.normal(jax.random.key(5), image.shape)
     init = tuple(f[0] for f in tipim.features((surrogate,), (params,), photos[:1]))
@@ -147,6 +146,18 @@ def test_projection_keeps_every_pixel_within_eps(net, photos, targets, norm):
     x = np.asarray(photos)
     assert np.all(out >= np.maximum(x - 4.0, 0.0)) and np.all(out <= np.minimum(x + 4.0, 255.0))
     assert np.abs(out - x).max() > 3.9  # the budget is used, so the bound is what stops it
+
+
+def test_gamma_adds_the_mmd_term_to_every_target_loss(net, photos, targets):
+    surrogate, params = net
+    image = photos[0] + 5.0
+    init = tuple(f[0] for f in tipim.features((surrogate,), (params,), photos[:1]))
+    draw = DiversityDraw(jnp.eye(2, 3), jnp.zeros(()))
+    args = ((surrogate,), (params,), image, photos[0], init, (targets[0][0],), draw)
+    plain = tipim._target_loss(args[0], tipim.TipimConfig(), *args[1:])
+    natural = tipim._target_loss(args[0], tipim.TipimConfig(gamma=0.5), *args[1:])
+    assert float(natural - plain) == pytest.approx(0.5 * float(image_mmd(image, photos[0])), rel=1e-4)
+    assert float(image_mmd(image, photos[0])) > 0
 
 
 def test_l2_step_size_is_alpha_sqrt_d():

@@ -26,13 +26,15 @@ def add_arguments(parser):
                         "mobilefacenet_foamliu)")
     g.add_argument("--eps", type=float, default=None,
                    help="L-inf budget in grey levels of 255 (default: tipim 12, pgd/mifgsm/tidim 16)")
-    g.add_argument("--steps", type=int, default=None, help="iterations (default: tipim 100, pgd 20, mifgsm/tidim 10)")
+    g.add_argument("--steps", type=int, default=None, help="iterations (default: tipim 100, pgd 20, mifgsm/tidim 10; clip2protect 50)")
     g.add_argument("--step-size", type=float, default=None,
                    help="step in grey levels (default: tipim 1.5*eps/steps, pgd 2.5*eps/steps, mifgsm/tidim eps/steps)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--dodge", action="store_true", help="push away from the photo's own identity (default)")
     mode.add_argument("--impersonate", action="store_true", help="pull towards the identity of --target")
-    g.add_argument("--target", default=None, help="photo of the identity to impersonate (with --impersonate)")
+    g.add_argument("--target", default=None,
+                   help="photo of the identity to impersonate (pixel methods: with --impersonate; also "
+                        "clip2protect's target)")
     g.add_argument("--targets", default=SKIMAGE_LFW,
                    help=f"tipim target identities: a folder of photos (one face each), '{SKIMAGE_LFW}' (default: "
                         f"faces of scikit-image's LFW subset, no download) or '{SYNTHETIC}' (random virtual "

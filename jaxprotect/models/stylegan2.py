@@ -371,7 +371,7 @@ class StyleGAN2:
         w = self.mapping(z)
         if truncation < 1:
             w = self.truncate(w, truncation, truncation_latent)
-        return self(w, noise=noise, key=key)
+        return self(self._as_wplus(w), noise=noise, key=key)
 
     def to_flat(self) -> dict[str, np.ndarray]:
         """Everything needed to reload: {``g_ema`` key: array} in checkpoint layout + ``latent_avg``.

@@ -33,7 +33,6 @@ __all__ = [
     "fir_upsample2x",
     "fused_leaky_relu",
     "equal_linear",
-    "conv2d",
     "conv_transpose2x_blur",
     "modulated_conv2d",
 ]
@@ -125,7 +124,8 @@ def fused_leaky_relu(x: jax.Array, bias: jax.Array, negative_slope: float = 0.2,
     Gradient at exactly 0 is the negative slope, as PyTorch's ``leaky_relu`` backward.
     """
     y = x + bias
-    return jnp.where(y > 0, y, y * negative_slope) * scale
+    # a select of scalars, not of arrays: its VJP is one multiply (no zero array materialised)
+    return y * jnp.where(y > 0, 1.0, negative_slope).astype(y.dtype) * scale
 
 
 def _dot_t(x: jax.Array, w: jax.Array, chunk: int = 32) -> jax.Array:
@@ -155,60 +155,12 @@ def equal_linear(x: jax.Array, weight: jax.Array, bias: jax.Array, lr_mul: float
     return y + bias * lr_mul
 
 
-def _conv_raw(x: jax.Array, w: jax.Array, padding) -> jax.Array:
-    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv2d(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
-    """Stride-1 correlation, ``x`` [N, H, W, I], ``w`` (kh, kw, I, O), ``padding`` ((top, bottom), (left, right)).
-
-    Same values as ``lax.conv_general_dilated``; only the weight gradient differs in how it is
-    computed: XLA's CPU weight-gradient convolution is up to ~100x slower than the forward for
-    the small phase kernels below, so it is computed as kh*kw dots over shifted flat views.
-    """
-    return _conv_raw(x, w, padding)
-
-
-def _conv2d_fwd(x, w, padding):
-    return _conv_raw(x, w, padding), (x, w)
-
-
-def _conv2d_bwd(padding, res, dy):
-    x, w = res
-    _, vjp_x = jax.vjp(lambda x_: _conv_raw(x_, w, padding), x)
-    (dx,) = vjp_x(dy)
-    return dx, _conv2d_weight_grad(x, dy, w.shape, padding)
-
-
-def _conv2d_weight_grad(x, dy, w_shape, padding):
-    # dw[a, b] = sum_{n,h,w} xpad[n, h + a, w + b, :]^T dy[n, h, w, :]. With xpad flattened row-major and
-    # dy zero-padded to xpad's width, every tap's window is one contiguous slice (rows wrap onto the
-    # zero columns of dy), so each tap is a single (L, I)^T (L, O) dot.
-    kh, kw, ci, co = w_shape
-    (pt, pb), (pl, pr) = padding
-    n, h, wd, _ = x.shape
-    _, ho, wo, _ = dy.shape
-    wp = wd + pl + pr
-    xp = jnp.pad(x, ((0, 0), (pt, pb + 1), (pl, pr), (0, 0))).reshape(n, -1, ci)
-    dyp = jnp.pad(dy, ((0, 0), (0, 0), (0, wp - wo), (0, 0))).reshape(n, ho * wp, co)
-    taps = []
-    for a in range(kh):
-        for b in range(kw):
-            xs = lax.slice_in_dim(xp, a * wp + b, a * wp + b + ho * wp, axis=1)
-            taps.append(lax.dot_general(xs, dyp, (((0, 1), (0, 1)), ((), ()))))
-    return jnp.stack(taps).reshape(kh, kw, ci, co).astype(dy.dtype)
-
-
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
-
-
 def _conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
     k = w.shape[0]
     if k == 1:
         return jnp.einsum("nhwi,io->nhwo", x, w[0, 0])
     p = k // 2
-    return conv2d(x, w, ((p, p), (p, p)))
+    return lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)), dimension_numbers=_DN)
 
 
 def _phase_taps(k: int, p: int) -> list[int]:
@@ -316,6 +268,17 @@ def conv_transpose2x_blur(x: jax.Array, w: jax.Array, blur_kernel: Sequence[floa
     return _interleave(z)  # z[e][f]: output rows e::2, columns f::2
 
 
+def _oihw_to_hwio(w: jax.Array) -> jax.Array:
+    """(O, I, kh, kw) -> (kh, kw, I, O) as a 2-D transpose then a copy of contiguous O-rows.
+
+    XLA's CPU emitter moves the single-step permutation element by element (~5x slower for
+    the 512x512x3x3 weights); the barrier keeps the two steps from being merged back.
+    """
+    o, i, kh, kw = w.shape
+    m = lax.optimization_barrier(w.reshape(o, i * kh * kw).T)  # (I*kh*kw, O)
+    return jnp.transpose(m.reshape(i, kh * kw, o), (1, 0, 2)).reshape(kh, kw, i, o)
+
+
 def modulated_conv2d(
     x: jax.Array,
     weight: jax.Array,
@@ -358,7 +321,7 @@ def modulated_conv2d(
         if x.shape[0] == 1:
             return op(x, w_hwio[0])
         return jax.vmap(lambda xi, wi: op(xi[None], wi)[0])(x, w_hwio)
-    w_hwio = jnp.transpose(base, (2, 3, 1, 0))  # (k, k, I, O)
+    w_hwio = _oihw_to_hwio(base)
     xs = x * style[:, None, None, :]
     if upsample:
         return conv_transpose2x_blur(xs, w_hwio, blur_kernel, out_scale=demod)
