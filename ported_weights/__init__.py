@@ -13,3 +13,14 @@ def shipped(filename: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"shipped weights {filename} missing from {DIRECTORY}; reinstall jaxprotect")
     return path
+
+
+def sha256_file(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -11,9 +11,10 @@ The originals' sha256 are checked first; the output keys are lpips' own ``lin{k}
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
+
+from ported_weights import sha256_file
 
 HERE = Path(__file__).resolve().parent
 SHA256 = {
@@ -22,13 +23,6 @@ SHA256 = {
 }
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def find_source(source_dir: Path, arch: str) -> Path:
@@ -47,12 +41,12 @@ def convert(source_dir: Path, out_dir: Path) -> list[Path]:
     written = []
     for arch, digest in SHA256.items():
         src = find_source(source_dir, arch)
-        got = sha256(src)
+        got = sha256_file(src)
         if got != digest:
             raise ValueError(f"{src}: sha256 {got} is not lpips v0.1 {arch}.pth ({digest})")
         out = out_dir / f"lpips_v0.1_{arch}.npz"
         save_flat(out, lpips_heads(arch, src))
-        print(f"{src} -> {out} (sha256 {sha256(out)})")
+        print(f"{src} -> {out} (sha256 {sha256_file(out)})")
         written.append(out)
     return written
 

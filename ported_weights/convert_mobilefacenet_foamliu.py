@@ -10,8 +10,9 @@ flat ``.npz`` keyed by the original state-dict names. Format change only.
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
+
+from ported_weights import sha256_file
 
 import numpy as np
 
@@ -21,13 +22,6 @@ DEFAULT_SOURCE = HERE.parent.parent / "shared" / "assets" / "weights" / "mobilef
 DEFAULT_OUTPUT = HERE / "mobilefacenet_foamliu.npz"
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def convert(source: Path, output: Path, *, check_sha: bool = True) -> dict[str, np.ndarray]:
@@ -35,7 +29,7 @@ def convert(source: Path, output: Path, *, check_sha: bool = True) -> dict[str, 
     from jaxprotect.checkpoints.state_dict import check_keys, load_state_dict, save_flat
     from jaxprotect.models.mobilefacenet_foamliu import foamliu_param_shapes
 
-    digest = sha256(source)
+    digest = sha256_file(source)
     if check_sha and digest != SOURCE_SHA256:
         raise ValueError(f"{source}: sha256 {digest} is not foamliu's mobilefacenet.pt ({SOURCE_SHA256})")
     raw = load_state_dict(source)

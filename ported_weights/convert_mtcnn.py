@@ -13,9 +13,10 @@ code, checked key by key against the networks, and written unchanged as float32 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
+
+from ported_weights import sha256_file
 
 HERE = Path(__file__).resolve().parent
 SHA256 = {
@@ -25,13 +26,6 @@ SHA256 = {
 }
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_sources(source_dir: Path) -> dict[str, Path]:
@@ -42,7 +36,7 @@ def check_sources(source_dir: Path) -> dict[str, Path]:
         path = next((p for p in candidates if p.exists()), None)
         if path is None:
             raise FileNotFoundError(f"no mtcnn_{net}.pt or {net}.pt in {source_dir}")
-        got = sha256(path)
+        got = sha256_file(path)
         if got != digest:
             raise ValueError(f"{path}: sha256 {got} is not facenet-pytorch 2.6.0 data/{net}.pt ({digest})")
         found[net] = path
@@ -59,7 +53,7 @@ def convert(source_dir: Path, out: Path) -> Path:
     save_flat(out, flatten(mtcnn_params(mapping)))
     for net, p in sources.items():
         print(f"{p} (sha256 {SHA256[net]})")
-    print(f"-> {out} (sha256 {sha256(out)})")
+    print(f"-> {out} (sha256 {sha256_file(out)})")
     return out
 
 

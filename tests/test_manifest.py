@@ -1,14 +1,15 @@
 """ported_weights/manifest.toml: well-formed, shipped files present, recorded sha256 match the files we have."""
 from __future__ import annotations
 
-import hashlib
 import re
 import tomllib
+
 from pathlib import Path
 
 import pytest
 
 from jaxprotect.registry import NETWORK_NAMES
+from ported_weights import sha256_file
 from tests.conftest import ASSETS
 
 PORTED = Path(__file__).resolve().parent.parent / "ported_weights"
@@ -20,12 +21,6 @@ def entries():
         return tomllib.load(f)["checkpoint"]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def test_fields_and_uniqueness(entries):
@@ -59,9 +54,9 @@ def test_sha256_of_available_assets(entries):
         pytest.skip(f"{weights} absent")
     recorded = {e["sha256"] for e in entries if "sha256" in e}
     for asset in ("mobilefacenet_foamliu.pt", "mtcnn_pnet.pt", "mtcnn_rnet.pt", "mtcnn_onet.pt"):
-        assert _sha256(weights / asset) in recorded, asset
+        assert sha256_file(weights / asset) in recorded, asset
 
 
 def test_converted_sha256(entries):
     for e in (e for e in entries if e["shipped"] and "converted_sha256" in e):
-        assert _sha256(PORTED / e["converted"]) == e["converted_sha256"], e["converted"]
+        assert sha256_file(PORTED / e["converted"]) == e["converted_sha256"], e["converted"]

@@ -71,7 +71,7 @@ def test_network_contract(net, outputs, x):
     np.testing.assert_allclose(emb, pre / np.linalg.norm(pre, axis=1, keepdims=True), atol=1e-6)
     with jax.default_matmul_precision("highest"):
         np.testing.assert_allclose(np.asarray(net(x)), emb, atol=1e-6)
-    assert net.info["thresholds"]["far_0.01"] == pytest.approx(0.301611)
+    assert net.info["thresholds"][0.01] == pytest.approx(0.301611)
     with pytest.raises(ValueError, match="112, 112, 3"):
         net.apply(net.params, np.zeros((1, 96, 96, 3), np.float32))
 

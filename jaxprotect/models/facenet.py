@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jaxprotect.checkpoints.state_dict import load_state_dict
 from jaxprotect.network import Network
 from jaxprotect.nn.torch_layers import BatchNorm, Conv2d, Linear, max_pool, param_shapes, params_from_state_dict
+from jaxprotect.models.fr_conventions import AMT_GAN_THRESHOLDS
 
 __all__ = ["InceptionResnetV1", "load_facenet", "facenet_from_state_dict", "facenet_param_shapes", "INPUT_SIZE"]
 
@@ -269,5 +270,6 @@ def load_facenet(checkpoint=None) -> Network:
     source = checkpoint if isinstance(checkpoint, Mapping) else str(checkpoint)
     what = "FaceNet checkpoint" if isinstance(checkpoint, Mapping) else f"FaceNet checkpoint {source}"
     info = {"source": "mapping" if isinstance(checkpoint, Mapping) else source,
-            "input": "RGB [-1, 1] ((x-0.5)*2, AMT-GAN), 160x160, NHWC", "output": "L2-normalised 512-D"}
+            "input": "RGB [-1, 1] ((x-0.5)*2, AMT-GAN), 160x160, NHWC", "output": "L2-normalised 512-D",
+            "thresholds": AMT_GAN_THRESHOLDS["facenet"]}
     return facenet_from_state_dict(load_state_dict(checkpoint), what=what, info=info)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxprotect.checkpoints.state_dict import load_state_dict
+from jaxprotect.models.fr_conventions import AMT_GAN_THRESHOLDS
 from jaxprotect.network import Network
 from jaxprotect.nn.torch_layers import (
     BatchNorm,
@@ -41,19 +42,12 @@ __all__ = [
     "load_irse50",
     "load_ir152",
     "load_ir50",
-    "AMT_GAN_THRESHOLDS",
 ]
 
 # Units per stage (get_blocks in upstream irse.py / ir152.py / helpers.py); stage depths 64/128/256/512.
 UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 _DEPTHS = (64, 128, 256, 512)
 
-# AMT-GAN test.py th_dict: cosine thresholds at FAR 0.1 / 0.01 / 0.001 (spec §1.6).
-AMT_GAN_THRESHOLDS = {
-    "irse50": {"far_0.1": 0.144840, "far_0.01": 0.241045, "far_0.001": 0.312703},
-    "ir152": {"far_0.1": 0.094632, "far_0.01": 0.166788, "far_0.001": 0.227922},
-    "mobileface": {"far_0.1": 0.183635, "far_0.01": 0.301611, "far_0.001": 0.380878},
-}
 
 _AMT_GAN_SOURCE = (
     "AMT-GAN assets.zip (Google Drive 1Vuek5-YTZlYGoeoqyM5DlvnaXMeii4O8, see CGCL-codes/AMT-GAN README), "
