@@ -48,6 +48,14 @@ def _vmhwm_gib() -> float:
     return float("nan")
 
 
+def _vmrss_gib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
 def _rule_state_dict(kind: str) -> dict:
     sys.path.insert(0, str(TESTS))
     from conftest import load_golden
@@ -131,6 +139,8 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
     nets = load_networks(paths, cfg)
     jax.block_until_ready(nets.text)
     out["load_networks_s"] = (time.perf_counter() - t, time.process_time() - c)
+    out["vmhwm_after_load_gib"] = _vmhwm_gib()
+    out["vmrss_after_load_gib"] = _vmrss_gib()
     mesh = batch_mesh()
     photos = _photos(batch)
     keys = P.photo_keys(jax.random.key(0), range(batch))
@@ -160,9 +170,13 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
         args = put_batched((w0, list(noise), real), mesh)
         lp = put_replicated(nets.lpips_params, mesh)
         holder = {"s": state}
+        t, c = time.perf_counter(), time.process_time()
+        compiled = fn.lower(holder["s"], *args, lp).compile()
+        out["compile_s"] = (time.perf_counter() - t, time.process_time() - c)
+        out["vmhwm_after_compile_gib"] = _vmhwm_gib()
 
         def call():
-            holder["s"], loss = fn(holder["s"], *args, lp)
+            holder["s"], loss = compiled(holder["s"], *args, lp)
             jax.block_until_ready(loss)
     else:
         per_photo = not cfg.skip_finetune
@@ -175,6 +189,7 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
         source01, feat = src_fn(g_in, w0p, noisep, shared["clip"])
         jax.block_until_ready(feat)
         out["source_first_s"] = (time.perf_counter() - t, time.process_time() - c)
+        out["vmhwm_after_source_gib"] = _vmhwm_gib()
         boxes = np.array([[244.0, 187.0, 764.0, 891.0]] * batch, np.float32)
         rows, cols = P.fr_matrices(boxes, 0, 1024, 1024, [112, 160])
         temb = {n: np.asarray(np.random.default_rng(1).standard_normal((batch, 512)), np.float32)
@@ -182,9 +197,13 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
         inputs = SearchInputs(w0p, tuple(noisep), feat, *put_batched((rows, cols, temb, {}, temb[cfg.victim],
                                                                       jnp.stack([jax.random.fold_in(k, 1) for k in keys])), mesh))
         holder = {"s": put_batched(init_state(inputs, nets.synthesis, cfg), mesh), "i": 0}
+        t, c = time.perf_counter(), time.process_time()
+        compiled = step_fn.lower(holder["s"], inputs, g_in, shared, jnp.int32(0)).compile()
+        out["compile_s"] = (time.perf_counter() - t, time.process_time() - c)
+        out["vmhwm_after_compile_gib"] = _vmhwm_gib()
 
         def call():
-            holder["s"], aux = step_fn(holder["s"], inputs, g_in, shared, jnp.int32(holder["i"]))
+            holder["s"], aux = compiled(holder["s"], inputs, g_in, shared, jnp.int32(holder["i"]))
             holder["i"] += 1
             jax.block_until_ready(aux["loss"])
 
@@ -194,6 +213,8 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
 
     first, walls, cpus = _timed(call, runs)
     out.update(first_call_s=first, wall_s=walls, cpu_s=cpus)
+    out["vmhwm_after_steps_gib"] = _vmhwm_gib()
+    out["vmrss_after_steps_gib"] = _vmrss_gib()
     if kind == "search":
         first_e, walls_e, cpus_e = _timed(evaluate, 1)
         out.update(eval_first_s=first_e, eval_wall_s=walls_e, eval_cpu_s=cpus_e)

@@ -2,7 +2,7 @@
 
 Run as a script (x64 must be enabled before JAX starts, so tests call it in a subprocess)::
 
-    python tests/_stylegan2_gradcheck.py small        # size-16 generator, rule weights
+    python tests/_stylegan2_gradcheck.py small        # size-8 generator, rule weights
     python tests/_stylegan2_gradcheck.py GOLDEN.npz   # the golden's generator (e.g. stylegan2_256)
 
 Loss: mean(image * R) for a fixed random R. Compares ``jax.grad`` with central differences at
@@ -34,7 +34,7 @@ EPS = 1e-7  # leaky-ReLU kinks make larger steps inexact along random directions
 
 def main(which: str) -> dict:
     if which == "small":
-        g = load_stylegan2(small_state_dict(seed=3))
+        g = load_stylegan2(small_state_dict(seed=3, size=8))
         wplus = np.random.default_rng(5).standard_normal((1, g.n_latent, g.style_dim))
     else:
         golden = dict(np.load(which, allow_pickle=False))
@@ -57,7 +57,7 @@ def main(which: str) -> dict:
 
     out = {}
     last = g.num_layers - 1
-    for row, col in ((0, 3), (g.n_latent // 2, 17), (g.n_latent - 1, 40)):
+    for row, col in ((0, 3), (g.n_latent // 2, 17), (g.n_latent - 1, g.style_dim - 5)):
         e = jnp.zeros_like(w0).at[0, row, col].set(EPS)
         out[f"wplus[{row},{col}]"] = [float(gw[0, row, col]), central((w0 + e, noise), (w0 - e, noise))]
     for i in (1, last):

@@ -6,7 +6,7 @@ import numpy as np
 from jaxprotect.models.stylegan2 import StyleGAN2Config, buffer_shapes, param_shapes
 from weight_rule import rule_for, rule_weights
 
-SMALL = dict(size=16, style_dim=64, n_mlp=2)
+SMALL = dict(size=8, style_dim=32, n_mlp=2)
 
 
 def small_state_dict(seed: int = 0, *, noise: bool = True, kernels: bool = False, **cfg) -> dict[str, np.ndarray]:

@@ -41,8 +41,9 @@ class _Progress:
     def __init__(self, enabled: bool, label: str, total: int):
         self.bar = None
         self.times: dict[str, float] = {}
+        self.totals: dict[str, int] = {}
         self._t = time.perf_counter()
-        self._stage = None
+        self.label = label
         if enabled:
             from tqdm import tqdm
 
@@ -50,14 +51,13 @@ class _Progress:
 
     def __call__(self, stage: str, done: int, total: int):
         now = time.perf_counter()
-        if stage != self._stage:
-            self._stage = stage
         self.times[stage] = self.times.get(stage, 0.0) + (now - self._t)
         self._t = now
-        if self.bar is not None:
-            self.bar.set_description(f"{stage} {done}/{total}")
-            if stage != "inversion":
-                self.bar.update(1)
+        if self.bar is not None and stage != "inversion":
+            self.totals[stage] = max(total, self.totals.get(stage, 0))
+            self.bar.total = max(self.bar.total or 0, sum(self.totals.values()))
+            self.bar.set_description(f"{self.label}: {stage} {done}/{total}")
+            self.bar.update(1)
 
     def close(self):
         if self.bar is not None:

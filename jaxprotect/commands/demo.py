@@ -86,7 +86,7 @@ def _print_judges(rows) -> None:
             continue
         print(f"  original  vs original : {row['before']:.3f}  -> same person")
         if row["after"] is None:
-            print(f"  original  vs protected: no face found -> protected")
+            print("  original  vs protected: no face found -> protected")
         else:
             verdict = "NOT the same person: protected" if row["protected"] else "same person: NOT protected"
             print(f"  original  vs protected: {row['after']:.3f}  -> {verdict}")

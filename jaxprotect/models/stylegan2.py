@@ -325,17 +325,17 @@ class StyleGAN2:
         t = jnp.asarray(t)
         return t + psi * (w - t)
 
-    @functools.cached_property
+    @property
     def _jit_synthesis(self):
-        return jax.jit(self.synthesis_apply, static_argnames=("remat",))
+        return _jitted(self.config, self.modconv, "synthesis_apply")
 
-    @functools.cached_property
+    @property
     def _jit_mapping(self):
-        return jax.jit(self.mapping_apply)
+        return _jitted(self.config, self.modconv, "mapping_apply")
 
-    @functools.cached_property
+    @property
     def _jit_styles(self):
-        return jax.jit(self.styles_apply)
+        return _jitted(self.config, self.modconv, "styles_apply")
 
     def _resolve_noise(self, noise, key, batch):
         if noise is not None and key is not None:
@@ -386,6 +386,14 @@ class StyleGAN2:
         if self.latent_avg is not None:
             flat["latent_avg"] = np.asarray(self.latent_avg)
         return flat
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(config: StyleGAN2Config, modconv: str, method: str):
+    """One jitted pure function per architecture, shared by every generator with that config."""
+    shell = StyleGAN2(config, params=None, modconv=modconv)
+    static = ("remat",) if method == "synthesis_apply" else ()
+    return jax.jit(getattr(shell, method), static_argnames=static)
 
 
 def _get(params, dotted: str):

@@ -124,8 +124,9 @@ def fused_leaky_relu(x: jax.Array, bias: jax.Array, negative_slope: float = 0.2,
     Gradient at exactly 0 is the negative slope, as PyTorch's ``leaky_relu`` backward.
     """
     y = x + bias
-    # a select of scalars, not of arrays: its VJP is one multiply (no zero array materialised)
-    return y * jnp.where(y > 0, 1.0, negative_slope).astype(y.dtype) * scale
+    # one multiply by a select of scalars: its VJP is one multiply too (no zero or constant
+    # arrays materialised); (y * 0.2) * sqrt(2) upstream vs y * (0.2 * sqrt(2)) here: 1 ulp at most
+    return y * jnp.where(y > 0, scale, negative_slope * scale).astype(y.dtype)
 
 
 def _dot_t(x: jax.Array, w: jax.Array, chunk: int = 32) -> jax.Array:
@@ -156,11 +157,12 @@ def equal_linear(x: jax.Array, weight: jax.Array, bias: jax.Array, lr_mul: float
 
 
 def _conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
-    k = w.shape[0]
+    """'same' correlation of x [N, H, W, I] with w (O, I, k, k), odd k (XLA picks the weight layout)."""
+    k = w.shape[2]
     if k == 1:
-        return jnp.einsum("nhwi,io->nhwo", x, w[0, 0])
+        return jnp.einsum("nhwi,oi->nhwo", x, w[:, :, 0, 0])
     p = k // 2
-    return lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)), dimension_numbers=_DN)
+    return lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)), dimension_numbers=("NHWC", "OIHW", "NHWC"))
 
 
 def _phase_taps(k: int, p: int) -> list[int]:
@@ -172,24 +174,24 @@ def _phase_taps(k: int, p: int) -> list[int]:
 def _conv_transpose2x_phases(x: jax.Array, w: jax.Array, margin: int = 0) -> list[list[jax.Array]]:
     """Sub-pixel phases of ``conv_transpose2d(x, w, stride=2, padding=0)``, no multiplication by zero.
 
-    ``x`` [N, H, W, I], ``w`` (k, k, I, O) with w[t] feeding out[2i + t]. Returns
-    ``phases[py][px]`` = out[:, py::2, px::2] (n_p = ceil((k - p) / 2) taps per axis, so
-    H + n_py - 1 rows), with ``margin`` zero rows/columns added on every side.
+    ``x`` [N, H, W, I], ``w`` (O, I, k, k) with w[:, :, t] feeding out[2i + t] (upstream passes
+    the same tensor to conv_transpose2d as (I, O, k, k)). Returns ``phases[py][px]`` =
+    out[:, py::2, px::2] (n_p = ceil((k - p) / 2) taps per axis, so H + n_py - 1 rows), with
+    ``margin`` zero rows/columns added on every side.
 
     Tap t = (ty, tx) feeds phase (ty % 2, tx % 2) shifted by (ty // 2, tx // 2). The taps that
     share a shift are one matrix product of x with their weights side by side (4 + 2 + 2 + 1
     for k = 3); each phase is then a sum of shifted slices of those products, which XLA fuses.
     """
-    k = w.shape[0]
+    o, k = w.shape[0], w.shape[2]
     n_shift = (k + 1) // 2
     n_taps = [len(_phase_taps(k, p)) for p in range(2)]
     terms: list[list[list]] = [[[], []], [[], []]]
     for a in range(n_shift):
         for b in range(n_shift):
             group = [(ty, tx) for ty in (2 * a, 2 * a + 1) for tx in (2 * b, 2 * b + 1) if ty < k and tx < k]
-            wg = jnp.concatenate([w[ty, tx] for ty, tx in group], axis=1)  # (I, len(group) * O)
-            y = jnp.einsum("nhwi,io->nhwo", x, wg)
-            o = w.shape[3]
+            wg = jnp.concatenate([w[:, :, ty, tx] for ty, tx in group], axis=0)  # (len(group) * O, I)
+            y = jnp.einsum("nhwi,oi->nhwo", x, wg)
             for g, (ty, tx) in enumerate(group):
                 py, px = ty % 2, tx % 2
                 cfg = ((0, 0, 0), (margin + a, margin + n_taps[py] - 1 - a, 0),
@@ -244,12 +246,12 @@ def conv_transpose2x_blur(x: jax.Array, w: jax.Array, blur_kernel: Sequence[floa
                           out_scale: jax.Array | None = None) -> jax.Array:
     """Upstream upsampling conv: ``Blur(conv_transpose2d(x, w, stride=2))`` with gain 4, NHWC.
 
-    ``x`` [N, H, W, I], ``w`` (k, k, I, O) (odd k; w[t] feeds out[2i + t]); ``out_scale`` [N, O]
+    ``x`` [N, H, W, I], ``w`` (O, I, k, k) (odd k; w[:, :, t] feeds out[2i + t]); ``out_scale`` [N, O]
     optionally multiplies the transposed-conv output per channel (demodulation). Returns
     [N, 2H, 2W, O]. Computed per sub-pixel phase: four small convolutions, the blur applied to
     the phases, one interleave at the end.
     """
-    k = w.shape[0]
+    k = w.shape[2]
     n, h, wd, _ = x.shape
     p0, p1 = _upsample_blur_pad(k, blur_kernel)
     kb = len(blur_kernel)
@@ -266,17 +268,6 @@ def conv_transpose2x_blur(x: jax.Array, w: jax.Array, blur_kernel: Sequence[floa
     cols = [_phase_fir_1d([ph[0][px], ph[1][px]], ta, p0, ho, axis=1, margin=margin) for px in range(2)]
     z = [_phase_fir_1d([cols[0][e], cols[1][e]], tb, p0, wo, axis=2, margin=margin) for e in range(2)]
     return _interleave(z)  # z[e][f]: output rows e::2, columns f::2
-
-
-def _oihw_to_hwio(w: jax.Array) -> jax.Array:
-    """(O, I, kh, kw) -> (kh, kw, I, O) as a 2-D transpose then a copy of contiguous O-rows.
-
-    XLA's CPU emitter moves the single-step permutation element by element (~5x slower for
-    the 512x512x3x3 weights); the barrier keeps the two steps from being merged back.
-    """
-    o, i, kh, kw = w.shape
-    m = lax.optimization_barrier(w.reshape(o, i * kh * kw).T)  # (I*kh*kw, O)
-    return jnp.transpose(m.reshape(i, kh * kw, o), (1, 0, 2)).reshape(kh, kw, i, o)
 
 
 def modulated_conv2d(
@@ -307,23 +298,24 @@ def modulated_conv2d(
     _, o, i, k, _ = weight.shape
     scale = 1.0 / math.sqrt(i * k * k)
     base = scale * weight[0]  # (O, I, k, k), upstream `self.scale * self.weight`
-    wmod = base[None] * style[:, None, :, None, None]  # (N, O, I, k, k)
-    demod = lax.rsqrt(jnp.sum(wmod * wmod, axis=(2, 3, 4)) + 1e-8) if demodulate else None  # (N, O)
 
     if mode == "weight":
+        wmod = base[None] * style[:, None, :, None, None]  # (N, O, I, k, k)
         if demodulate:
-            wmod = wmod * demod[:, :, None, None, None]
-        w_hwio = jnp.transpose(wmod, (0, 3, 4, 2, 1))  # (N, k, k, I, O)
+            wmod = wmod * lax.rsqrt(jnp.sum(wmod * wmod, axis=(2, 3, 4)) + 1e-8)[:, :, None, None, None]
         if upsample:
             op = lambda xi, wi: conv_transpose2x_blur(xi, wi, blur_kernel)  # noqa: E731
         else:
             op = _conv_same
         if x.shape[0] == 1:
-            return op(x, w_hwio[0])
-        return jax.vmap(lambda xi, wi: op(xi[None], wi)[0])(x, w_hwio)
-    w_hwio = _oihw_to_hwio(base)
+            return op(x, wmod[0])
+        return jax.vmap(lambda xi, wi: op(xi[None], wi)[0])(x, wmod)
+
+    # sum_{i,kh,kw} (base * s_i)^2 = sum_i s_i^2 * sum_{kh,kw} base^2: an (N, I) x (I, O) product
+    # instead of materialising the per-sample weights (which the backward pass would keep)
+    demod = lax.rsqrt(_dot_t(style * style, jnp.sum(base * base, axis=(2, 3))) + 1e-8) if demodulate else None
     xs = x * style[:, None, None, :]
     if upsample:
-        return conv_transpose2x_blur(xs, w_hwio, blur_kernel, out_scale=demod)
-    out = _conv_same(xs, w_hwio)
+        return conv_transpose2x_blur(xs, base, blur_kernel, out_scale=demod)
+    out = _conv_same(xs, base)
     return out * demod[:, None, None, :] if demodulate else out

@@ -54,10 +54,12 @@ class Clip2ProtectConfig:
 
     Execution (no effect on the maths):
       ``remat`` recomputes generator activations in the backward pass (memory);
-      ``generator_batching``: "vmap" batches photos with per-photo generator weights in one
-      computation; "map" loops over the photos of a device inside the compiled step (XLA on CPU
-      runs convolutions with per-photo weights as slow grouped convolutions); "auto" picks "map"
-      on CPU and "vmap" elsewhere. Everything else is vmapped in both cases.
+      ``generator_batching``: how photos with per-photo (fine-tuned) generator weights batch:
+      "vmap" runs them as one computation (XLA turns the per-photo convolutions into grouped
+      convolutions: right on accelerators, 4-5x slower per photo on CPU at 1024); "map" loops over
+      them inside the compiled step (``lax.map``); "loop" runs each photo's batch-1 program in
+      turn from Python; "auto" = "loop" on a single CPU device, else "vmap". Photos sharing the
+      pretrained weights (``skip_finetune``) always batch as one computation.
     """
 
     # stage 1
@@ -103,8 +105,8 @@ class Clip2ProtectConfig:
             raise ValueError(f"final_image must be 'pre_update' or 'post_update', got {self.final_image!r}")
         if self.finetune_resize not in ("nearest", "bilinear", "bicubic", "area"):
             raise ValueError(f"unknown finetune_resize {self.finetune_resize!r}")
-        if self.generator_batching not in ("auto", "vmap", "map"):
-            raise ValueError(f"generator_batching must be auto, vmap or map, got {self.generator_batching!r}")
+        if self.generator_batching not in ("auto", "vmap", "map", "loop"):
+            raise ValueError(f"generator_batching must be auto, vmap, map or loop, got {self.generator_batching!r}")
         if self.steps < 1 or self.num_aug < 1:
             raise ValueError("steps and num_aug must be >= 1")
         if self.far not in ("0.1", "0.01", "0.001"):

@@ -138,7 +138,8 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
                    carry=None):
     """Stage 1 for B photos. Returns (per-photo params [B, ...], losses [B, steps], carry).
 
-    Default: each photo tunes its own copy of ``nets.g_params`` (batched over the mesh).
+    Default: each photo tunes its own copy of ``nets.g_params`` (batched over the mesh, or one
+    photo after the other with :func:`batching_mode` "loop").
     ``cfg.sequential_generator``: photos one by one in order, each starting from the generator
     and Adam state left by the previous one (``carry``, None = pretrained weights, fresh Adam);
     the returned carry continues the chain into the next batch.
@@ -163,6 +164,16 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
         stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *params)
         return stacked, np.asarray(curves, np.float32).reshape(b, cfg.finetune_steps), state
     mesh = mesh or batch_mesh(jax.devices()[:1])
+    if b > 1 and batching_mode(cfg, mesh) == "loop":
+        parts = []
+        for i in range(b):
+            sl = slice(i, i + 1)
+            step_progress = None if progress is None else (
+                lambda st, d, t, i=i: progress(st, i * cfg.finetune_steps + d, b * cfg.finetune_steps))
+            parts.append(finetune_batch(nets, w0[sl], [n[sl] for n in noise], real[sl], cfg, mesh=mesh,
+                                        progress=step_progress)[:2])
+        params = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p[0] for p in parts])
+        return params, np.concatenate([p[1] for p in parts]), None
     size = padded_size(b, mesh)
     fn = _finetune_fn(nets.synthesis, nets.lpips_apply, _finetune_key(cfg), mesh)
     state = init_finetune(broadcast_params(nets.g_params, size), cfg)
@@ -226,6 +237,28 @@ def _final_noise(state, noise, synthesis, cfg, b) -> list:
     return out
 
 
+def batching_mode(cfg: Clip2ProtectConfig, mesh) -> str:
+    """How photos with per-photo generator weights are batched: ``cfg.generator_batching``, where
+    "auto" is "loop" on a single CPU device (each photo runs the batch-1 program in turn: XLA's CPU
+    backend runs per-photo weights as grouped convolutions, 4-5x slower per photo at 1024, and
+    differentiating weights through ``lax.map`` is slower still) and "vmap" otherwise."""
+    mode = cfg.generator_batching
+    if mode != "auto":
+        return mode
+    single_cpu = jax.default_backend() == "cpu" and (mesh is None or mesh.devices.size == 1)
+    return "loop" if single_cpu else "vmap"
+
+
+def _concat(parts: list):
+    """Join per-photo result dicts along the photo axis (nested dicts and lists too)."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return [_concat([p[i] for p in parts]) for i in range(len(first))]
+    return np.concatenate([np.asarray(p) for p in parts], axis=0)
+
+
 def protect_batch(
     nets: Networks,
     photos_uint8,
@@ -251,9 +284,10 @@ def protect_batch(
 
     Returns a dict of host arrays: ``protected`` [B, S, S, 3] in [0, 1] (the result),
     ``reconstruction`` [B, S, S, 3] (G(w0) after tuning), ``w0``, ``w`` [B, L, 512] (final
-    state), ``loss`` {term: [B, steps]} (each step's forward; the last entry is the evaluated
-    forward), ``finetune_loss`` [B, finetune_steps], ``final_sim`` {name: [B]},
-    ``victim_sim`` [B], plus ``finetune_carry`` for :attr:`Clip2ProtectConfig.sequential_generator`.
+    state), ``noise`` (every map after the search), ``loss`` {term: [B, steps]} (each step's
+    forward; the last entry is the evaluated forward), ``finetune_loss`` [B, finetune_steps],
+    ``final_sim`` {name: [B]}, ``victim_sim`` [B], plus ``finetune_carry`` for
+    :attr:`Clip2ProtectConfig.sequential_generator`.
     """
     photos_uint8 = np.asarray(photos_uint8)
     b, s = photos_uint8.shape[0], nets.synthesis.size
@@ -266,6 +300,7 @@ def protect_batch(
         _tick(progress, "inversion", 1, 1)
     w0 = jnp.asarray(w0, jnp.float32)
     noise = _noise_batch(keys, nets.synthesis)
+    mesh = mesh or batch_mesh(jax.devices()[:1])
 
     if cfg.skip_finetune or cfg.finetune_steps == 0:
         g_params, per_photo, ft_losses, carry = nets.g_params, False, np.zeros((b, 0), np.float32), finetune_carry
@@ -275,7 +310,26 @@ def protect_batch(
                                                     carry=finetune_carry)
         per_photo = True
 
-    mesh = mesh or batch_mesh(jax.devices()[:1])
+    args = (photos_uint8, np.asarray(boxes), keys, {k: jnp.asarray(v) for k, v in target_emb.items()},
+            jnp.asarray(eval_emb), w0, noise, g_params)
+    if per_photo and batching_mode(cfg, mesh) == "loop":
+        one = batch_mesh(jax.devices()[:1])
+        parts = []
+        for i in range(b):
+            sl = slice(i, i + 1)
+            part = jax.tree.map(lambda x: x[sl], args)
+            parts.append(_search(nets, cfg, *part, per_photo, one, progress, (i, b)))
+        result = _concat(parts)
+    else:
+        result = _search(nets, cfg, *args, per_photo, mesh, progress, (0, 1))
+    result.update(w0=np.asarray(w0), finetune_loss=ft_losses, finetune_carry=carry)
+    return result
+
+
+def _search(nets, cfg, photos_uint8, boxes, keys, target_emb, eval_emb, w0, noise, g_params, per_photo, mesh,
+            progress, part):
+    """Stage 2 for a batch whose photos run together (see :func:`protect_batch`)."""
+    b, s = photos_uint8.shape[0], nets.synthesis.size
     size = padded_size(b, mesh)
     models = nets.search_models
     sizes = [r.input_size for r in nets.recognisers.values()]
@@ -298,9 +352,9 @@ def protect_batch(
         source_feat=source_feat,
         rows=rows,
         cols=cols,
-        target_emb={k: jnp.asarray(v) for k, v in target_emb.items()},
+        target_emb=target_emb,
         source_emb=source_emb,
-        eval_emb=jnp.asarray(eval_emb),
+        eval_emb=eval_emb,
         key=aug_keys,
     )
     inputs = inputs._replace(**{f: put_batched(pad_batch(getattr(inputs, f), b, size), mesh)
@@ -308,14 +362,15 @@ def protect_batch(
     state = put_batched(init_state(inputs, nets.synthesis, cfg), mesh)
 
     n_updates = cfg.steps - 1 if cfg.final_image == "pre_update" else cfg.steps
+    done, parts = part[0] * cfg.steps, part[1]
     curves = []
     for i in range(n_updates):
         state, aux = step_fn(state, inputs, g_in, shared, jnp.int32(i))
         curves.append(jax.tree.map(lambda a: np.asarray(a)[:b], aux))
-        _tick(progress, "search", i + 1, cfg.steps)
+        _tick(progress, "search", done + i + 1, parts * cfg.steps)
     image, aux = eval_fn(state, inputs, g_in, shared, jnp.int32(n_updates))
     final = jax.tree.map(lambda a: np.asarray(a)[:b], aux)
-    _tick(progress, "search", cfg.steps, cfg.steps)
+    _tick(progress, "search", done + cfg.steps, parts * cfg.steps)
     curves.append({k: final[k] for k in ("loss", "l2", "adv", "clip", "sim")})
 
     loss = {k: np.stack([c[k] for c in curves], axis=1) for k in ("loss", "l2", "adv", "clip")}
@@ -323,12 +378,9 @@ def protect_batch(
     return {
         "protected": np.asarray(image)[:b],
         "reconstruction": np.asarray(source01)[:b],
-        "w0": np.asarray(w0),
         "w": np.asarray(state.w)[:b],
         "noise": _final_noise(state, noise, nets.synthesis, cfg, b),
         "loss": loss,
-        "finetune_loss": ft_losses,
         "final_sim": final["final_sim"],
         "victim_sim": final["victim_sim"],
-        "finetune_carry": carry,
     }
