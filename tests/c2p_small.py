@@ -39,8 +39,9 @@ def small_networks(size: int = SIZE, text_templates: int = 3):
     from clip_helpers import tiny_openai_state_dict
     from tiny_recogniser import TinyRecogniser
 
-    from jaxprotect.losses.clip_losses import clip_image_features, nce_loss_from_features, precompute_text_features
+    from jaxprotect.losses.clip_losses import nce_loss_from_features, precompute_text_features
     from jaxprotect.methods.clip2protect.generator import from_stylegan2
+    from jaxprotect.methods.clip2protect.networks import clip_vision
     from jaxprotect.methods.clip2protect.pipeline import Networks
     from jaxprotect.methods.clip2protect.search import Recogniser
     from jaxprotect.models.clip import load_clip
@@ -64,13 +65,12 @@ def small_networks(size: int = SIZE, text_templates: int = 3):
     def lpips_apply(params, a, b):
         return lp.apply({"params": params}, a, b)
 
-    def clip_features(params, images01):
-        return clip_image_features(params, images01, "faithful")
+    vision, clip_features = clip_vision(clip, "faithful")
 
     nets = Networks(
         synthesis=from_stylegan2(g), g_params=g.params, lpips_apply=lpips_apply, lpips_params=lp_params,
         recognisers=recs, fr_params=fr_params, clip_features=clip_features, clip_nce=nce_loss_from_features,
-        clip_params=clip.params, text=text, e4e=None,
+        clip_params=vision, text=text, e4e=None,
     )
     return nets, g
 
@@ -131,3 +131,36 @@ def small_inputs(nets, n: int, seed: int = 0):
     target_emb = {k: np.repeat(np.asarray(v)[None], n, 0) for k, v in temb.items()}
     eval_emb = np.repeat(np.asarray(temb["mobileface"])[None], n, 0)
     return photos, boxes, w0, target_emb, eval_emb
+
+
+def fullsize_checkpoints(folder, size: int = 256):
+    """``jaxprotect convert``-style caches {kind}.npz in ``folder`` for the CLI: StyleGAN2 at ``size``
+    (rule weights, channel multiplier 2), e4e with that many styles, LPIPS-VGG, the tiny CLIP and the
+    four recognisers at full size, all with golden-rule weights and written through their loaders."""
+    from pathlib import Path
+
+    from clip_helpers import tiny_openai_state_dict
+    from conftest import load_golden
+    from weight_rule import rule_weights
+
+    from jaxprotect.checkpoints.state_dict import flatten, save_flat
+    from jaxprotect.models.e4e import n_styles_for
+    from jaxprotect.registry import load_network
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = n_styles_for(size)
+    e4e = rule_weights(load_golden("e4e_1024.npz"))
+    e4e = {k: v for k, v in e4e.items() if not (k.startswith("styles.") and int(k.split(".")[1]) >= n)}
+    e4e["latent_avg"] = e4e["latent_avg"][:n]
+    sources = {
+        "stylegan2": stylegan2_rule_state_dict(size, 2, seed=size),
+        "e4e": e4e,
+        "lpips_vgg": rule_weights(load_golden("lpips_vgg.npz")),
+        "clip": tiny_openai_state_dict(3),
+        **{k: rule_weights(load_golden(f"{k}.npz")) for k in ("ir152", "irse50", "facenet", "mobileface")},
+    }
+    for kind, sd in sources.items():
+        net = load_network(kind, sd)
+        save_flat(str(folder / f"{kind}.npz"), net.to_flat() if hasattr(net, "to_flat") else flatten(net.params))
+    return folder

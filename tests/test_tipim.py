@@ -14,6 +14,12 @@ from jaxprotect.methods.mmd import TIPIM_SIGMAS, gaussian_kernel_matrix, image_m
 from tests.tiny_recogniser import tiny_surrogate
 
 SIZE = 24
+CONFIG = tipim.TipimConfig(steps=5)  # one config for the step and search tests: one compilation each
+
+
+@functools.lru_cache(maxsize=None)
+def _search(surrogate):
+    return jax.jit(functools.partial(tipim.target_candidates, (surrogate,), CONFIG))
 
 
 @pytest.fixture(scope="module")
@@ -100,14 +106,14 @@ def test_greedy_selection_picks_what_the_gain_says(gain):
 
 def test_step_keeps_the_candidate_with_the_largest_gain(net, photos, targets):
     surrogate, params = net
-    config = tipim.TipimConfig(steps=5)
+    config = CONFIG
     clean = photos
     init = tipim.features((surrogate,), (params,), clean)
     state = tipim.tipim_init(clean)
     key = jax.random.key(7)
     step = jax.jit(functools.partial(tipim.tipim_step, (surrogate,), config))
     new, chosen, _, _ = step((params,), state, clean, init, targets, key)
-    search = jax.jit(functools.partial(tipim.target_candidates, (surrogate,), config))
+    search = _search(surrogate)
     embed = jax.jit(functools.partial(tipim.features, (surrogate,)))
     draw = sample_diversity(key, clean.shape[0], config.std_range)
     for n in range(clean.shape[0]):
@@ -122,12 +128,12 @@ def test_step_keeps_the_candidate_with_the_largest_gain(net, photos, targets):
 
 def test_vmapped_target_search_equals_a_loop(net, photos, targets):
     surrogate, params = net
-    config = tipim.TipimConfig(steps=4)
+    config = CONFIG
     image = photos[0] + 3.0 * jax.random.normal(jax.random.key(4), photos[0].shape)
     grad_sum = jax.random.normal(jax.random.key(5), image.shape)
     init = tuple(f[0] for f in tipim.features((surrogate,), (params,), photos[:1]))
     draw = DiversityDraw(*(a[0] for a in sample_diversity(jax.random.key(6), 1)))
-    search = jax.jit(functools.partial(tipim.target_candidates, (surrogate,), config))
+    search = _search(surrogate)
     losses, cands, sums = search((params,), image, grad_sum, photos[0], init, targets, draw)
     one = jax.jit(functools.partial(tipim.target_candidate, (surrogate,), config))
     for j in range(targets[0].shape[0]):

@@ -23,7 +23,7 @@ class TinyRecogniser(nn.Module):
 def tiny_surrogate(size: int = 32, seed: int = 0, dim: int = 32):
     """(Surrogate, params) of a randomly initialised :class:`TinyRecogniser` taking ``size`` x ``size``."""
     module = TinyRecogniser(dim)
-    params = module.init(jax.random.key(seed), jnp.zeros((1, size, size, 3)))["params"]
+    params = jax.jit(module.init)(jax.random.key(seed), jnp.zeros((1, size, size, 3)))["params"]
 
     def apply(p, images):
         return module.apply({"params": p}, images)

@@ -12,7 +12,8 @@ import numpy as np
 
 from jaxprotect.io import NoFaceError, PhotoError, read_photo, run_batch, write_photo
 from jaxprotect.methods.clip2protect.config import FR_MODELS
-from jaxprotect.methods.clip2protect.networks import load_networks
+from jaxprotect.methods.clip2protect.inversion import invert
+from jaxprotect.methods.clip2protect.networks import load_networks, release_memory
 from jaxprotect.methods.clip2protect.photos import prepare_photo, restore_photo, side_by_side
 from jaxprotect.methods.clip2protect.pipeline import face_embeddings, photo_keys, protect_batch
 from jaxprotect.methods.clip2protect.sharding import batch_mesh
@@ -92,11 +93,7 @@ def protect_photos(args, cfg, paths: dict, target_box, eval_box) -> int:
     from jaxprotect.registry import load_network
 
     t0 = time.perf_counter()
-    nets = load_networks(paths, cfg)
     mtcnn = load_network("mtcnn")
-    size = nets.synthesis.size
-    load_s = time.perf_counter() - t0
-
     try:
         target = read_photo(args.target)
         tbox = _detect_box(mtcnn, target, target_box, args.target)
@@ -107,9 +104,8 @@ def protect_photos(args, cfg, paths: dict, target_box, eval_box) -> int:
     except PhotoError as e:
         print(f"error: target: {e}")
         return 2
-    temb = face_embeddings(nets, target, tbox, cfg.margin)
-    eemb = face_embeddings(nets, eval_photo, ebox, cfg.margin, [cfg.victim])[cfg.victim]
-
+    generator = load_network("stylegan2", paths["stylegan2"])
+    size = generator.size
     originals: dict = {}
 
     def prepare(path):
@@ -123,11 +119,27 @@ def protect_photos(args, cfg, paths: dict, target_box, eval_box) -> int:
         originals[path] = photo
         return prepared
 
-    quiet = args.no_progress
     report = run_batch(args.photos, prepare, quiet=True)
     for item in report.failed:
         print(f"FAILED {item.path}: [{item.error_type}] {item.error}", file=sys.stderr)
     ready = [i for i in report.items if i.ok]
+
+    # e4e (1 GB of weights) runs first, alone: every code is computed, then the encoder is dropped
+    codes = {}
+    if ready:
+        e4e = load_network("e4e", paths["e4e"])
+        for start in range(0, len(ready), 8):
+            chunk = ready[start:start + 8]
+            w = np.asarray(invert(e4e, np.stack([i.value.image for i in chunk])))
+            codes.update({i.path: w[j] for j, i in enumerate(chunk)})
+        del e4e
+        release_memory()
+    nets = load_networks(paths, cfg, with_e4e=False, generator=generator)
+    del generator
+    load_s = time.perf_counter() - t0
+    temb = face_embeddings(nets, target, tbox, cfg.margin)
+    eemb = face_embeddings(nets, eval_photo, ebox, cfg.margin, [cfg.victim])[cfg.victim]
+    quiet = args.no_progress
     os.makedirs(args.output_dir, exist_ok=True)
     mesh = batch_mesh()
     taken: set = set()
@@ -151,7 +163,8 @@ def protect_photos(args, cfg, paths: dict, target_box, eval_box) -> int:
             res = protect_batch(
                 nets, frames, boxes, keys,
                 {k: np.repeat(np.asarray(v)[None], b, 0) for k, v in temb.items()},
-                np.repeat(np.asarray(eemb)[None], b, 0), cfg, mesh=mesh, progress=bar, finetune_carry=carry,
+                np.repeat(np.asarray(eemb)[None], b, 0), cfg, w0=np.stack([codes[i.path] for i in chunk]),
+                mesh=mesh, progress=bar, finetune_carry=carry,
             )
             batch_s = time.perf_counter() - t
         except Exception as e:  # noqa: BLE001 - report every photo of the batch, go on with the next batch

@@ -76,14 +76,54 @@ def upfirdn2d(x: jax.Array, kernel, up: int = 1, down: int = 1, pad: tuple[int, 
     )
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _shift_sum(srcs: tuple, terms: tuple, out_len: int, axis: int) -> jax.Array:
+    """out[r] = sum of coef * srcs[i][r + offset] over ``terms`` = ((i, offset, coef), ...), zero outside.
+
+    All sources share every axis but ``axis``; ``out`` has ``out_len`` entries there. Each source
+    is zero-padded once (only if an offset reaches outside it), every term is then a slice, and
+    XLA fuses the sum into one loop. The VJP is the same operation on the cotangent with negated
+    offsets: autodiff would instead turn every slice into its own padded full-size array.
+    """
+    lo = [0] * len(srcs)
+    hi = [0] * len(srcs)
+    for i, off, _ in terms:
+        lo[i] = max(lo[i], -off)
+        hi[i] = max(hi[i], off + out_len - srcs[i].shape[axis])
+    padded = []
+    for i, x in enumerate(srcs):
+        if lo[i] or hi[i]:
+            cfg = [(0, 0, 0)] * x.ndim
+            cfg[axis] = (lo[i], hi[i], 0)
+            x = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+        padded.append(x)
+    out = None
+    for i, off, coef in terms:
+        term = lax.slice_in_dim(padded[i], off + lo[i], off + lo[i] + out_len, axis=axis) * coef
+        out = term if out is None else out + term
+    return out
+
+
+def _shift_sum_fwd(srcs, terms, out_len, axis):
+    return _shift_sum(srcs, terms, out_len, axis), tuple(x.shape[axis] for x in srcs)
+
+
+def _shift_sum_bwd(terms, out_len, axis, lengths, ct):
+    grads = []
+    for i, length in enumerate(lengths):
+        mine = tuple((0, -off, coef) for j, off, coef in terms if j == i)
+        grads.append(_shift_sum((ct,), mine, length, axis) if mine else jnp.zeros(
+            ct.shape[:axis] + (length,) + ct.shape[axis + 1:], ct.dtype))
+    return (tuple(grads),)
+
+
+_shift_sum.defvjp(_shift_sum_fwd, _shift_sum_bwd)
+
+
 def _fir_valid_1d(x: jax.Array, taps: Sequence[float], axis: int) -> jax.Array:
     # true convolution: the flipped taps slide over x without padding
     n = x.shape[axis] - len(taps) + 1
-    out = None
-    for j, t in enumerate(taps[::-1]):
-        term = lax.slice_in_dim(x, j, j + n, axis=axis) * t
-        out = term if out is None else out + term
-    return out
+    return _shift_sum((x,), tuple((0, j, float(t)) for j, t in enumerate(taps[::-1])), n, axis)
 
 
 def _taps(k: Sequence[float], gain: float) -> tuple[list[float], list[float]]:
@@ -211,21 +251,9 @@ def _phase_fir_1d(phases: Sequence[jax.Array], taps: Sequence[float], pad0: int,
     kf = list(taps)[::-1]
     result = []
     for e in range(2):
-        n = (out_len - e + 1) // 2
-        acc = None
-        for j, t in enumerate(kf):
-            src = phases[(e + j - pad0) % 2]
-            start = margin + (e + j - pad0) // 2  # Z[2r + e] takes phase[.][r + d]
-            length = src.shape[axis]
-            if 0 <= start and start + n <= length:
-                term = lax.slice_in_dim(src, start, start + n, axis=axis)
-            else:
-                cfg = [(0, 0, 0)] * src.ndim
-                cfg[axis] = (-start, n - length + start, 0)
-                term = lax.pad(src, jnp.zeros((), src.dtype), cfg)
-            term = term * t
-            acc = term if acc is None else acc + term
-        result.append(acc)
+        # Z[2r + e] takes phase (e + j - pad0) % 2 at index r + (e + j - pad0) // 2
+        terms = tuple(((e + j - pad0) % 2, margin + (e + j - pad0) // 2, float(t)) for j, t in enumerate(kf))
+        result.append(_shift_sum(tuple(phases), terms, (out_len - e + 1) // 2, axis))
     return result
 
 

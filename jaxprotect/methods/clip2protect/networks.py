@@ -6,7 +6,43 @@ from jaxprotect.methods.clip2protect.generator import from_stylegan2
 from jaxprotect.methods.clip2protect.pipeline import Networks
 from jaxprotect.methods.clip2protect.search import Recogniser
 
-__all__ = ["build_networks", "load_networks"]
+__all__ = ["build_networks", "load_networks", "release_memory"]
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so a
+    network dropped between stages (e4e after the inversion) stops counting in the RSS."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def clip_vision(clip, preprocess: str):
+    """(vision params, ``features(params, images01) -> [A, D]``): L2-normalised CLIP image features
+    after NCELoss' preprocessing, computed from the image tower's params alone (the text tower,
+    a quarter of ViT-B/32, is only needed once for the text features and is not kept)."""
+    from jaxprotect.losses.clip_losses import safe_normalize
+    from jaxprotect.losses.preprocess import clip_preprocess
+    from jaxprotect.models.clip import build_module
+
+    module = build_module(clip.shapes)
+    size = clip.shapes.image_resolution
+    params = {k: clip.params[k] for k in ("vision_model", "visual_projection", "logit_scale")}
+
+    def tower(m, pixels):
+        pooled = m.vision_model(pixel_values=pixels, deterministic=True, return_dict=False)[1]
+        return m.visual_projection(pooled)
+
+    def features(p, images01):
+        x = clip_preprocess(images01, mode=preprocess, size=size)
+        return safe_normalize(module.apply({"params": p}, x, method=tower))
+
+    return params, features
 
 
 def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectConfig, e4e=None) -> Networks:
@@ -15,16 +51,12 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
     :class:`~jaxprotect.models.clip.CLIP`; ``recognisers``: {name: :class:`~jaxprotect.network.Network`}
     for ir152, irse50, facenet, mobileface; ``e4e``: :class:`~jaxprotect.models.e4e.E4E` or None.
     The text features of (``cfg.source_text``, ``cfg.prompt``) are computed here, once."""
-    from jaxprotect.losses.clip_losses import clip_image_features, nce_loss_from_features, precompute_text_features
+    from jaxprotect.losses.clip_losses import nce_loss_from_features, precompute_text_features
 
     missing = [m for m in FR_MODELS if m not in recognisers]
     if missing:
         raise ValueError(f"CLIP2Protect needs all four recognisers; missing: {', '.join(missing)}")
-    preprocess = cfg.clip_preprocess
-
-    def clip_features(params, images01):
-        return clip_image_features(params, images01, preprocess)
-
+    vision_params, clip_features = clip_vision(clip, cfg.clip_preprocess)
     recs = {n: Recogniser(n, net.apply, int(net.input_size[0])) for n, net in recognisers.items()}
     return Networks(
         synthesis=from_stylegan2(generator),
@@ -35,20 +67,25 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
         fr_params={n: net.params for n, net in recognisers.items()},
         clip_features=clip_features,
         clip_nce=nce_loss_from_features,
-        clip_params=clip.params,
+        clip_params=vision_params,
         text=precompute_text_features(clip, cfg.source_text, cfg.prompt),
         e4e=e4e,
     )
 
 
-def load_networks(paths: dict, cfg: Clip2ProtectConfig) -> Networks:
+def load_networks(paths: dict, cfg: Clip2ProtectConfig, with_e4e: bool = True, generator=None) -> Networks:
     """Load every checkpoint of ``paths`` ({kind: path}, kinds as :mod:`jaxprotect.registry`
-    names) and assemble :class:`Networks`."""
+    names) and assemble :class:`Networks`. ``with_e4e=False`` leaves the encoder out (1 GB of
+    weights; load it alone, invert, drop it, then load the rest). ``generator``: an already
+    loaded StyleGAN2 to use instead of ``paths["stylegan2"]``."""
     from jaxprotect.registry import load_network
 
-    g = load_network("stylegan2", paths["stylegan2"])
-    e4e = load_network("e4e", paths["e4e"])
+    g = generator if generator is not None else load_network("stylegan2", paths["stylegan2"])
+    e4e = load_network("e4e", paths["e4e"]) if with_e4e else None
     lpips = None if cfg.skip_finetune else load_network("lpips_vgg", paths["lpips_vgg"])
     clip = load_network("clip", paths["clip"])
     recs = {n: load_network(n, paths[n]) for n in FR_MODELS}
-    return build_networks(g, lpips, clip, recs, cfg, e4e=e4e)
+    nets = build_networks(g, lpips, clip, recs, cfg, e4e=e4e)
+    del clip
+    release_memory()
+    return nets
