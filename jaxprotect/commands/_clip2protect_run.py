@@ -16,6 +16,7 @@ from jaxprotect.methods.clip2protect.inversion import invert
 from jaxprotect.methods.clip2protect.networks import load_networks, release_memory
 from jaxprotect.methods.clip2protect.photos import prepare_photo, restore_photo, side_by_side
 from jaxprotect.methods.clip2protect.pipeline import face_embeddings, photo_keys, protect_batch
+from jaxprotect.commands.protect_clip2protect import photo_id
 from jaxprotect.methods.clip2protect.sharding import batch_mesh
 from jaxprotect.models.fr_conventions import cosine_similarity, threshold
 
