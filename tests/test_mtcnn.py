@@ -167,11 +167,11 @@ def test_shipped_weights_equal_the_originals():
 
 
 def test_converter_script_reproduces_the_shipped_file(tmp_path):
-    from ported_weights import convert_mtcnn, shipped
+    from ported_weights import convert_mtcnn, sha256_file, shipped
 
     asset_path("weights/mtcnn_pnet.pt")
     out = convert_mtcnn.convert(WEIGHTS, tmp_path / "mtcnn.npz")
-    assert convert_mtcnn.sha256(out) == convert_mtcnn.sha256(shipped("mtcnn.npz"))
+    assert sha256_file(out) == sha256_file(shipped("mtcnn.npz"))
 
 
 @pytest.mark.parametrize("form", ["folder", "mapping", "none"])
