@@ -1,7 +1,7 @@
 """Benchmark CLIP2Protect at full size (1024 px) on this machine: one search step, one fine-tuning
 step, peak memory, and the time per photo of the whole pipeline.
 
-    .venv/bin/python experiments/bench_clip2protect.py [--quick] [--batches 1,4] [--runs 3]
+    .venv/bin/python experiments/bench_clip2protect.py [--quick] [--batches 1,4] [--runs 3] [--allocator jemalloc]
 
 Every network has its real architecture and size, with weights drawn by the golden-vector rule
 (``tests/weight_rule.py``; StyleGAN2 1024 config-f, e4e, CLIP ViT-B/32, IR152, IRSE50, FaceNet,
@@ -15,7 +15,11 @@ Per-photo pipeline time is EXTRAPOLATED, not measured end to end: (one-off costs
 + 150 x fine-tune step + 49 x search step + 1 evaluation forward) / batch, with the one-off costs
 (network loading from caches, CLIP text features, e4e inversion, MTCNN, compilation) taken from
 the same runs. As in the CLI, e4e runs first and is dropped before the other networks load, so
-the fine-tune and search runs do not hold its 1 GB of weights. Results: ``experiments/results/bench_clip2protect.{md,json}``.
+the fine-tune and search runs do not hold its 1 GB of weights. Steps are compiled as the
+pipeline compiles them (``sharding.compiled``: freed heap handed back to the OS around each
+compilation). ``--allocator jemalloc`` preloads jemalloc in the children (faster on CPU: XLA's
+large per-step buffers are reused instead of page-faulted in again; higher peak RSS).
+Results: ``experiments/results/bench_clip2protect{,_jemalloc}.{md,json}``.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 RESULTS = ROOT / "experiments" / "results"
 CACHE = Path(os.environ.get("JAXPROTECT_BENCH_CACHE", Path(tempfile.gettempdir()) / "jaxprotect_bench_c2p"))
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"  # Debian package libjemalloc2
 KINDS = ("stylegan2", "e4e", "lpips_vgg", "clip", "ir152", "irse50", "facenet", "mobileface")
 
 
@@ -104,6 +109,15 @@ def _photos(n: int, size: int = 1024):
     return np.stack([np.roll(img, 7 * i, axis=1) for i in range(n)])
 
 
+def _xla_memory(compiled) -> dict:
+    """XLA's buffer assignment of one compiled step, GiB: temporaries, arguments, outputs."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return {}
+    return {"temp": m.temp_size_in_bytes / 2**30, "arguments": m.argument_size_in_bytes / 2**30,
+            "outputs": m.output_size_in_bytes / 2**30, "aliased": m.alias_size_in_bytes / 2**30}
+
+
 def _timed(fn, runs: int):
     """(first-call wall, first-call cpu, [wall], [cpu]) of ``fn()`` (which blocks on its result)."""
     t, c = time.perf_counter(), time.process_time()
@@ -129,7 +143,7 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
     from jaxprotect.methods.clip2protect.finetune import broadcast_params, init_finetune
     from jaxprotect.methods.clip2protect.networks import load_networks
     from jaxprotect.methods.clip2protect.search import SearchInputs, init_state
-    from jaxprotect.methods.clip2protect.sharding import batch_mesh, pad_batch, put_batched, put_replicated
+    from jaxprotect.methods.clip2protect.sharding import batch_mesh, compiled as compile_step, put_batched, put_replicated
 
     out = {"kind": kind, "batch": batch, "options": options, "load_before": os.getloadavg()[0]}
     cfg = Clip2ProtectConfig(**options)
@@ -163,52 +177,72 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
         return out
 
     w0 = jnp.asarray(np.random.default_rng(0).standard_normal((batch, nets.synthesis.n_latent, 512)), jnp.float32)
+    per_photo = kind == "finetune" or not cfg.skip_finetune
+    # per-photo generator weights in "loop" mode (the CPU default): every photo runs the batch-1
+    # program in turn, exactly as pipeline.protect_batch does
+    loop = per_photo and P.batching_mode(cfg, mesh) == "loop"
+    groups = [slice(i, i + 1) for i in range(batch)] if loop else [slice(0, batch)]
+    out["mode"] = "loop" if loop else ("vmap" if per_photo else "shared weights, batched")
+    holder = {"i": 0}
     if kind == "finetune":
         real = P._real_images(photos, cfg)
         fn = P._finetune_fn(nets.synthesis, nets.lpips_apply, P._finetune_key(cfg), mesh)
-        state = put_batched(init_finetune(broadcast_params(nets.g_params, batch), cfg), mesh)
-        args = put_batched((w0, list(noise), real), mesh)
         lp = put_replicated(nets.lpips_params, mesh)
-        holder = {"s": state}
+        jobs = []
+        for sl in groups:
+            n = sl.stop - sl.start
+            jobs.append([put_batched(init_finetune(broadcast_params(nets.g_params, n), cfg), mesh),
+                         put_batched((w0[sl], [x[sl] for x in noise], real[sl]), mesh)])
         t, c = time.perf_counter(), time.process_time()
-        compiled = fn.lower(holder["s"], *args, lp).compile()
+        compiled = compile_step(fn, jobs[0][0], *jobs[0][1], lp)  # as the pipeline: compile, then malloc_trim
         out["compile_s"] = (time.perf_counter() - t, time.process_time() - c)
+        out["xla_memory_gib"] = _xla_memory(compiled)
         out["vmhwm_after_compile_gib"] = _vmhwm_gib()
 
         def call():
-            holder["s"], loss = compiled(holder["s"], *args, lp)
+            for job in jobs:
+                job[0], loss = compiled(job[0], *job[1], lp)
             jax.block_until_ready(loss)
     else:
-        per_photo = not cfg.skip_finetune
-        g = broadcast_params(nets.g_params, batch) if per_photo else nets.g_params
         src_fn, step_fn, eval_fn = P._search_fns(nets.search_models, P._search_key(cfg), per_photo, mesh)
-        g_in = put_batched(g, mesh) if per_photo else put_replicated(g, mesh)
         shared = put_replicated(nets.shared(), mesh)
-        w0p, noisep = put_batched((w0, list(noise)), mesh)
-        t, c = time.perf_counter(), time.process_time()
-        source01, feat = src_fn(g_in, w0p, noisep, shared["clip"])
-        jax.block_until_ready(feat)
-        out["source_first_s"] = (time.perf_counter() - t, time.process_time() - c)
-        out["vmhwm_after_source_gib"] = _vmhwm_gib()
         boxes = np.array([[244.0, 187.0, 764.0, 891.0]] * batch, np.float32)
         rows, cols = P.fr_matrices(boxes, 0, 1024, 1024, [112, 160])
         temb = {n: np.asarray(np.random.default_rng(1).standard_normal((batch, 512)), np.float32)
                 for n in nets.recognisers}
-        inputs = SearchInputs(w0p, tuple(noisep), feat, *put_batched((rows, cols, temb, {}, temb[cfg.victim],
-                                                                      jnp.stack([jax.random.fold_in(k, 1) for k in keys])), mesh))
-        holder = {"s": put_batched(init_state(inputs, nets.synthesis, cfg), mesh), "i": 0}
+        aug = jnp.stack([jax.random.fold_in(k, 1) for k in keys])
+        jobs = []
         t, c = time.perf_counter(), time.process_time()
-        compiled = step_fn.lower(holder["s"], inputs, g_in, shared, jnp.int32(0)).compile()
+        for sl in groups:
+            n = sl.stop - sl.start
+            g_in = put_batched(broadcast_params(nets.g_params, n), mesh) if per_photo else \
+                put_replicated(nets.g_params, mesh)
+            w0p, noisep = put_batched((w0[sl], [x[sl] for x in noise]), mesh)
+            source01, feat = compile_step(src_fn, g_in, w0p, noisep, shared["clip"])(g_in, w0p, noisep, shared["clip"])
+            jax.block_until_ready(feat)
+            sub = put_batched((rows, cols, temb, {}, temb[cfg.victim], aug), mesh)
+            sub = jax.tree.map(lambda x: x[sl], sub)
+            inputs = SearchInputs(w0p, tuple(noisep), feat, *sub)
+            jobs.append([put_batched(init_state(inputs, nets.synthesis, cfg), mesh), inputs, g_in])
+            del source01
+        out["source_first_s"] = (time.perf_counter() - t, time.process_time() - c)
+        out["vmhwm_after_source_gib"] = _vmhwm_gib()
+        t, c = time.perf_counter(), time.process_time()
+        compiled = compile_step(step_fn, jobs[0][0], jobs[0][1], jobs[0][2], shared, jnp.int32(0))
         out["compile_s"] = (time.perf_counter() - t, time.process_time() - c)
+        out["xla_memory_gib"] = _xla_memory(compiled)
         out["vmhwm_after_compile_gib"] = _vmhwm_gib()
 
         def call():
-            holder["s"], aux = compiled(holder["s"], inputs, g_in, shared, jnp.int32(holder["i"]))
+            for job in jobs:
+                job[0], aux = compiled(job[0], job[1], job[2], shared, jnp.int32(holder["i"]))
             holder["i"] += 1
             jax.block_until_ready(aux["loss"])
 
         def evaluate():
-            img, aux = eval_fn(holder["s"], inputs, g_in, shared, jnp.int32(holder["i"]))
+            for job in jobs:
+                args = (job[0], job[1], job[2], shared, jnp.int32(holder["i"]))
+                img, _ = compile_step(eval_fn, *args)(*args)
             jax.block_until_ready(img)
 
     first, walls, cpus = _timed(call, runs)
@@ -227,10 +261,24 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
 # parent side
 
 
-def _run_child(kind, batch, runs, options) -> dict:
+ALLOC_NOTE = {"glibc": " (the default)",
+              "jemalloc": f" (LD_PRELOAD={JEMALLOC} MALLOC_CONF=oversize_threshold:0)"}
+
+
+def _child_env(allocator: str) -> dict:
+    env = dict(os.environ)
+    if allocator == "jemalloc":
+        if not os.path.exists(JEMALLOC):
+            raise SystemExit(f"--allocator jemalloc needs {JEMALLOC} (apt install libjemalloc2)")
+        env["LD_PRELOAD"] = JEMALLOC
+        env["MALLOC_CONF"] = "oversize_threshold:0"  # large buffers reused between steps (README)
+    return env
+
+
+def _run_child(kind, batch, runs, options, allocator="glibc") -> dict:
     cmd = [sys.executable, __file__, "--child", kind, str(batch), "--runs", str(runs), "--options", json.dumps(options)]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_child_env(allocator))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         return {"kind": kind, "batch": batch, "options": options, "error": proc.stderr[-3000:]}
@@ -265,7 +313,7 @@ def summarise(results: list, args) -> tuple[str, dict]:
 
     lines = ["# CLIP2Protect benchmark (JAX, CPU, 1024 px)", ""]
     lines += [f"Machine: {os.cpu_count()} CPU cores ({_cpu_model()}), no GPU or TPU lent to this task "
-              f"(jax backend: cpu). Date: {time.strftime('%Y-%m-%d %H:%M')}. Networks at real size with rule/random "
+              f"(jax backend: cpu). Date: {time.strftime('%Y-%m-%d %H:%M')}. Allocator: {args.allocator}{ALLOC_NOTE[args.allocator]}. Networks at real size with rule/random "
               "weights (see the script's docstring). Loads are the 1-minute load average before/after each "
               "run: the machine is shared, and a load above ~2 means other processes took CPU from these "
               "runs, so wall times are upper bounds; CPU time (process_time, both threads summed) is the "
@@ -278,7 +326,7 @@ def summarise(results: list, args) -> tuple[str, dict]:
             continue
         w, c, b = r["wall_s"], r["cpu_s"], r["batch"]
         lines.append(
-            f"| {r['kind']} | {b} | {json.dumps(r['options']) if r['options'] else 'defaults'} | "
+            f"| {r['kind']} | {b} | {json.dumps(r['options']) if r['options'] else 'defaults'} ({r.get('mode', '')}) | "
             f"{_med(w):.2f} ({min(w):.2f}-{max(w):.2f}) | {_med(w) / b:.2f} | {_med(c):.2f} | {_med(c) / 2 / b:.2f} | "
             f"{r['first_call_s'][0]:.0f} / {r['first_call_s'][1]:.0f} | {r['vmhwm_gib']:.2f} | "
             f"{r['load_before']:.1f} / {r['load_after']:.1f} |"
@@ -318,8 +366,9 @@ def summarise(results: list, args) -> tuple[str, dict]:
         lines.append(f"| {b} | {ft['batch']} | {se['batch']} | {oneoff_cpu:.0f} | {steps_cpu:.0f} | {pp_cpu:.0f} | "
                      f"{pp_cpu / 2:.0f} ({pp_cpu / 120:.1f} min) | {(oneoff_wall + steps_wall) / b:.0f} |")
     summary["per_photo"] = per_photo
-    lines += ["", "Original (PyTorch, same machine, `../shared/spec/original-performance.md`): search step 14.8 s, "
-              "fine-tune step 7.2 s (5.9 s quiet), peak 11.7 GB, ~27 min per photo (batch 1 only)."]
+    lines += ["", "Original (PyTorch on CPU, `../shared/spec/original-performance.md`, measured on a 2-vCPU Intel Xeon "
+              "AVX-512 box with jemalloc, not this AMD one): search step 14.8 s, fine-tune step 7.2 s (5.9 s quiet), "
+              "peak 11.0-12.0 GiB, ~27 min per photo (batch 1 only)."]
     return "\n".join(lines) + "\n", summary
 
 
@@ -331,6 +380,11 @@ def main(argv=None):
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--extra", action="append", default=[], help="KIND:B:JSON extra configuration to time")
     ap.add_argument("--quick", action="store_true", help="1 timed call per configuration")
+    ap.add_argument("--allocator", choices=("glibc", "jemalloc"), default="glibc",
+                    help="jemalloc: preload it (faster steps on CPU, higher peak; see the README)")
+    ap.add_argument("--add-extra", action="store_true",
+                    help="only run the --extra configurations and add them to the recorded results (replacing equal ones)")
+    ap.add_argument("--no-skip-finetune-row", action="store_true", help="leave out the shared-weights search row")
     args = ap.parse_args(argv)
     if args.child:
         kind, batch = args.child[0], int(args.child[1])
@@ -340,17 +394,30 @@ def main(argv=None):
     args.batches = [int(b) for b in args.batches.split(",")]
     runs = 1 if args.quick else args.runs
     print(f"caches in {CACHE}; load {os.getloadavg()}", flush=True)
-    results = [_run_child("oneoff", 1, 1, {})]
-    for b in args.batches:
+    alloc = args.allocator
+    stem = "bench_clip2protect" + ("" if alloc == "glibc" else f"_{alloc}")
+    if args.add_extra:
+        results = json.loads((RESULTS / f"{stem}.json").read_text())["results"]
+        for spec in args.extra:
+            kind, b, opts = spec.split(":", 2)
+            same = lambda r: (r["kind"], r["batch"], r["options"]) == (kind, int(b), json.loads(opts))  # noqa: E731
+            results = [r for r in results if not same(r)] + [_run_child(kind, int(b), runs, json.loads(opts), alloc)]
+        args.extra = []
+    else:
+        results = [_run_child("oneoff", 1, 1, {}, alloc)]
+    for b in args.batches if not args.add_extra else ():
         for kind in ("search", "finetune"):
-            results.append(_run_child(kind, b, runs, {}))
+            results.append(_run_child(kind, b, runs, {}, alloc))
+    if not args.no_skip_finetune_row and not args.add_extra:
+        results.append(_run_child("search", max(args.batches), runs, {"skip_finetune": True}, alloc))
     for spec in args.extra:
         kind, b, opts = spec.split(":", 2)
-        results.append(_run_child(kind, int(b), runs, json.loads(opts)))
+        results.append(_run_child(kind, int(b), runs, json.loads(opts), alloc))
     text, summary = summarise(results, args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_clip2protect.md").write_text(text)
-    (RESULTS / "bench_clip2protect.json").write_text(json.dumps(summary, indent=1, default=str))
+    summary["allocator"] = alloc
+    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=1, default=str))
     print(text)
     return 0
 

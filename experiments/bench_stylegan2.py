@@ -211,6 +211,7 @@ def _run_subprocess(cfg: dict, args) -> dict:
 
 
 def _label(r: dict) -> str:
+    """Row label, e.g. 'JAX activation, grad_latent_noise, remat'."""
     if r["impl"] == "torch":
         return f"PyTorch original, {r['what']}"
     flags = f", XLA_FLAGS={r['xla_flags']}" if r.get("xla_flags") else ""
@@ -254,7 +255,7 @@ def main(argv=None) -> int:
     ap.add_argument("--upstream", help="Clip2Protect checkout: also time the original PyTorch generator")
     ap.add_argument("--allocator", choices=("glibc", "jemalloc"), default="glibc",
                     help="jemalloc = LD_PRELOAD libjemalloc2 with decay off, as the PyTorch baseline in the spec")
-    ap.add_argument("--only", default="", help="comma-separated substrings: run matching configurations only")
+    ap.add_argument("--only", default="", help="'|'-separated label prefixes (as in the table): run those only")
     ap.add_argument("--out", default=str(RESULTS / "bench_stylegan2_raw"), help="output path without suffix (the analysis lives in bench_stylegan2.md)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -269,9 +270,9 @@ def main(argv=None) -> int:
         return 0
 
     configs = list(JAX_CONFIGS) + (list(TORCH_CONFIGS) if args.upstream else [])
-    if args.only:
-        keys = args.only.split(",")
-        configs = [c for c in configs if any(k in json.dumps(c) for k in keys)]
+    if args.only:  # e.g. --only "JAX activation, forward,PyTorch" (labels as in the table, prefix match)
+        keys = [k.strip() for k in args.only.split("|")]
+        configs = [c for c in configs if any(_label(c) == k or _label(c).startswith(k) for k in keys)]
     meta = {
         "machine": f"{platform.processor() or platform.machine()} ({_cpu_model()})", "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%d %H:%M"), "runs": args.runs, "size": args.size, "allocator": args.allocator, "python": sys.version.split()[0],

@@ -119,3 +119,13 @@ def test_sequential_generator_carries_weights_and_adam_state():
     counts = [int(np.asarray(c)[0]) for c in jax.tree.leaves(carry.opt_state) if np.asarray(c).dtype.kind == "i"]
     assert counts and all(c == 2 * cfg.finetune_steps for c in counts)
     assert seq_losses.shape == (2, cfg.finetune_steps)
+
+
+def test_latent_term_is_a_sum_and_the_loss_weights_follow_upstream(searched):
+    res, _, w0 = searched
+    curve = res["loss"]
+    # the evaluation forward (last entry) sees the returned code: l2 = SUM((w0 - w)^2), not a mean
+    np.testing.assert_allclose(curve["l2"][:, -1], np.sum((res["w"] - w0) ** 2, axis=(1, 2)), rtol=1e-5)
+    want = SEARCH.lambda_lat * curve["l2"] + SEARCH.lambda_adv * curve["adv"] + SEARCH.lambda_clip * curve["clip"]
+    np.testing.assert_allclose(curve["loss"], want, rtol=1e-5, atol=1e-6)
+    assert (SEARCH.lambda_lat, SEARCH.lambda_adv, SEARCH.lambda_clip) == (0.01, 0.7, 0.3)

@@ -217,12 +217,16 @@ class StyleGAN2:
         """
         return jnp.concatenate(self._layer_styles(params, wplus), axis=1)
 
-    def synthesis_apply(self, params, wplus: jax.Array, noise: Sequence[jax.Array], remat: bool = False) -> jax.Array:
+    def synthesis_apply(self, params, wplus: jax.Array, noise: Sequence[jax.Array], remat: bool = False,
+                        output_stride: int = 1) -> jax.Array:
         """Synthesis network: W+ [N, n_latent, D] (or w [N, D], broadcast) -> images [N, size, size, 3].
 
         ``noise``: one array per layer (:attr:`noise_shapes`), NHWC [1 or N, r, r, 1].
         ``remat=True`` wraps each resolution block in ``jax.checkpoint`` (less memory in the
         backward pass, one extra forward). Images are raw and unclamped, NHWC float32.
+        ``output_stride`` s > 1 returns only pixels (s*i, s*j), [N, size/s, size/s, 3] (equal to
+        the full image ``[:, ::s, ::s]`` up to float rounding): the last block's second conv and
+        ToRGB run only there, which is what a loss on a nearest-downsampled image needs.
         """
         cfg = self.config
         wplus = self._as_wplus(wplus)
@@ -234,38 +238,42 @@ class StyleGAN2:
         x = self._styled_conv(params["conv1"], x, styles[0], noise[0], upsample=False)
         skip = self._to_rgb(params["to_rgb1"], x, styles[1], None)
 
-        def block(p_up, p_conv, p_rgb, x, skip, s, n1, n2):
+        def block(p_up, p_conv, p_rgb, x, skip, s, n1, n2, stride=1):
             x = self._styled_conv(p_up, x, s[0], n1, upsample=True)
-            x = self._styled_conv(p_conv, x, s[1], n2, upsample=False)
-            return x, self._to_rgb(p_rgb, x, s[2], skip)
+            x = self._styled_conv(p_conv, x, s[1], n2, upsample=False, stride=stride)
+            return x, self._to_rgb(p_rgb, x, s[2], skip, stride=stride)
 
         if remat:
-            block = jax.checkpoint(block)
-        for j in range(cfg.log_size - 2):
+            block = jax.checkpoint(block, static_argnums=(8,))
+        n_blocks = cfg.log_size - 2
+        if n_blocks == 0 and output_stride != 1:
+            raise ValueError("output_stride needs at least one upsampling block")
+        for j in range(n_blocks):
             s = styles[2 + 3 * j: 5 + 3 * j]
             x, skip = block(
                 params["convs"][str(2 * j)], params["convs"][str(2 * j + 1)], params["to_rgbs"][str(j)],
-                x, skip, s, noise[1 + 2 * j], noise[2 + 2 * j],
+                x, skip, s, noise[1 + 2 * j], noise[2 + 2 * j], output_stride if j == n_blocks - 1 else 1,
             )
         return skip
 
     # ---- layers ---------------------------------------------------------------------------
-    def _styled_conv(self, p, x, s, noise, upsample):
+    def _styled_conv(self, p, x, s, noise, upsample, stride=1):
         x = modulated_conv2d(
             x, p["conv"]["weight"], s, demodulate=True, upsample=upsample,
-            blur_kernel=self.config.blur_kernel, mode=self.modconv,
+            blur_kernel=self.config.blur_kernel, mode=self.modconv, stride=stride,
         )
-        x = x + p["noise"]["weight"] * noise  # NoiseInjection: weight (1,) * noise, broadcast over C
+        x = x + p["noise"]["weight"] * noise[:, ::stride, ::stride]  # NoiseInjection: weight (1,) * noise, broadcast over C
         return fused_leaky_relu(x, p["activate"]["bias"])
 
-    def _to_rgb(self, p, x, s, skip):
+    def _to_rgb(self, p, x, s, skip, stride=1):
+        # x is already at the output stride (the 1x1 conv runs on the kept pixels only)
         out = modulated_conv2d(x, p["conv"]["weight"], s, demodulate=False, mode=self.modconv)
         out = out + p["bias"].reshape(1, 1, 1, 3)
         if skip is not None:
             kh = len(self.config.blur_kernel)
             # models/stylegan2/model.py Upsample: pad0 = (p + 1)//2 + 1, pad1 = p//2 with p = kh - 2
             pad = ((kh - 2 + 1) // 2 + 1, (kh - 2) // 2)
-            out = out + fir_upsample2x(skip, self.config.blur_kernel, pad, gain=4.0)
+            out = out + fir_upsample2x(skip, self.config.blur_kernel, pad, gain=4.0)[:, ::stride, ::stride]
         return out
 
     def _layers(self) -> list[tuple[str, int]]:
@@ -392,7 +400,7 @@ class StyleGAN2:
 def _jitted(config: StyleGAN2Config, modconv: str, method: str):
     """One jitted pure function per architecture, shared by every generator with that config."""
     shell = StyleGAN2(config, params=None, modconv=modconv)
-    static = ("remat",) if method == "synthesis_apply" else ()
+    static = ("remat", "output_stride") if method == "synthesis_apply" else ()
     return jax.jit(getattr(shell, method), static_argnames=static)
 
 

@@ -28,7 +28,7 @@ from jaxprotect.methods.clip2protect.generator import Synthesis
 from jaxprotect.ops.resize import interpolate
 
 __all__ = ["FinetuneState", "finetune_optimizer", "draw_noise", "resize_for_loss", "init_finetune", "make_finetune_step",
-           "broadcast_params"]
+           "broadcast_params", "loss_stride"]
 
 
 class FinetuneState(NamedTuple):
@@ -58,6 +58,17 @@ def resize_for_loss(images, cfg: Clip2ProtectConfig):
     return interpolate(images, cfg.finetune_size, mode=cfg.finetune_resize, align_corners=False)
 
 
+def loss_stride(size: int, cfg: Clip2ProtectConfig) -> int:
+    """s when the loss resize keeps exactly the generator pixels (s*i, s*j), else 1.
+
+    PyTorch's legacy nearest rule reads source index floor(i * size / finetune_size): for an
+    integer ratio s that is s*i, so the loss only sees every s-th row and column and the last
+    generator block need not compute the others (``cfg.finetune_strided``)."""
+    if cfg.finetune_strided and cfg.finetune_resize == "nearest" and size % cfg.finetune_size == 0:
+        return size // cfg.finetune_size
+    return 1
+
+
 def broadcast_params(params, batch: int):
     """B independent copies of ``params`` (leading axis B), each tuned on its own photo."""
     return jax.tree.map(lambda p: jnp.broadcast_to(p, (batch,) + p.shape).copy(), params)
@@ -77,10 +88,11 @@ def make_finetune_step(synthesis: Synthesis, lpips_apply: Callable, cfg: Clip2Pr
     on [-1, 1] images. The returned loss is the forward's (before the update), per photo.
     """
     opt = finetune_optimizer(cfg)
+    stride = loss_stride(synthesis.size, cfg)
 
     def batch_loss(params, w, noise, real, lpips_params):
         raw = synthesis.images(params, w, noise, per_photo_params=True, batching=cfg.generator_batching,
-                               remat=cfg.remat)
+                               remat=cfg.remat, output_stride=stride)
         img = resize_for_loss(raw, cfg)
         percept = lpips_apply(lpips_params, img, real)
         mse = jnp.mean((img - real) ** 2, axis=(1, 2, 3))

@@ -39,6 +39,7 @@ from jaxprotect.methods.clip2protect.search import (
 )
 from jaxprotect.methods.clip2protect.sharding import (
     batch_mesh,
+    compiled,
     over_batch,
     pad_batch,
     padded_size,
@@ -156,7 +157,7 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
             losses = []
             x = put_batched((w0[i:i + 1], [n[i:i + 1] for n in noise], real[i:i + 1]), one)
             for t in range(cfg.finetune_steps):
-                state, loss = run(state, *x, lp)
+                state, loss = compiled(run, state, *x, lp)(state, *x, lp)
                 losses.append(np.asarray(loss)[0])
                 _tick(progress, "fine-tune", i * cfg.finetune_steps + t + 1, b * cfg.finetune_steps)
             params.append(jax.tree.map(jnp.copy, state.params))  # the state's buffers are donated next step
@@ -182,7 +183,7 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
     lp = put_replicated(nets.lpips_params, mesh)
     losses = []
     for t in range(cfg.finetune_steps):
-        state, loss = fn(state, w_, noise_, real_, lp)
+        state, loss = compiled(fn, state, w_, noise_, real_, lp)(state, w_, noise_, real_, lp)
         losses.append(np.asarray(loss)[:b])
         _tick(progress, "fine-tune", t + 1, cfg.finetune_steps)
     params = jax.tree.map(lambda p: p[:b], state.params)
@@ -190,10 +191,10 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
 
 
 _FINETUNE_FIELDS = ("finetune_lr", "finetune_betas", "finetune_eps", "finetune_size", "finetune_resize",
-                    "finetune_mse_weight", "remat", "generator_batching")
+                    "finetune_mse_weight", "remat", "generator_batching", "finetune_strided")
 _SEARCH_IRRELEVANT = ("finetune_steps", "finetune_lr", "finetune_betas", "finetune_eps", "finetune_size",
                       "finetune_resize", "finetune_mse_weight", "skip_finetune", "sequential_generator", "steps",
-                      "final_image", "far")
+                      "final_image", "far", "finetune_strided")
 
 
 def _finetune_key(cfg: Clip2ProtectConfig) -> Clip2ProtectConfig:
@@ -345,7 +346,8 @@ def _search(nets, cfg, photos_uint8, boxes, keys, target_emb, eval_emb, w0, nois
     g_in = put_batched(pad_batch(g_params, b, size), mesh) if per_photo else put_replicated(g_params, mesh)
     w0_p, noise_p = put_batched(pad_batch((w0, list(noise)), b, size), mesh)
     shared = put_replicated(nets.shared(), mesh)
-    source01, source_feat = src_fn(g_in, w0_p, noise_p, shared["clip"])
+    src_args = (g_in, w0_p, noise_p, shared["clip"])
+    source01, source_feat = compiled(src_fn, *src_args)(*src_args)
     inputs = SearchInputs(
         w0=w0_p,
         noise=tuple(noise_p),
@@ -365,10 +367,12 @@ def _search(nets, cfg, photos_uint8, boxes, keys, target_emb, eval_emb, w0, nois
     done, parts = part[0] * cfg.steps, part[1]
     curves = []
     for i in range(n_updates):
-        state, aux = step_fn(state, inputs, g_in, shared, jnp.int32(i))
+        args = (state, inputs, g_in, shared, jnp.int32(i))
+        state, aux = compiled(step_fn, *args)(*args)
         curves.append(jax.tree.map(lambda a: np.asarray(a)[:b], aux))
         _tick(progress, "search", done + i + 1, parts * cfg.steps)
-    image, aux = eval_fn(state, inputs, g_in, shared, jnp.int32(n_updates))
+    args = (state, inputs, g_in, shared, jnp.int32(n_updates))
+    image, aux = compiled(eval_fn, *args)(*args)
     final = jax.tree.map(lambda a: np.asarray(a)[:b], aux)
     _tick(progress, "search", done + cfg.steps, parts * cfg.steps)
     curves.append({k: final[k] for k in ("loss", "l2", "adv", "clip", "sim")})
