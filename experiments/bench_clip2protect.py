@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -293,17 +294,6 @@ def _med(x):
     return statistics.median(x) if x else float("nan")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def summarise(results: list, args) -> tuple[str, dict]:
     by = {(r["kind"], r["batch"], json.dumps(r["options"], sort_keys=True)): r for r in results}
     ft_steps, steps = 150, 50
@@ -312,7 +302,7 @@ def summarise(results: list, args) -> tuple[str, dict]:
         return by.get((kind, b, json.dumps(opts, sort_keys=True)))
 
     lines = ["# CLIP2Protect benchmark (JAX, CPU, 1024 px)", ""]
-    lines += [f"Machine: {os.cpu_count()} CPU cores ({_cpu_model()}), no GPU or TPU lent to this task "
+    lines += [f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU or TPU lent to this task "
               f"(jax backend: cpu). Date: {time.strftime('%Y-%m-%d %H:%M')}. Allocator: {args.allocator}{ALLOC_NOTE[args.allocator]}. Networks at real size with rule/random "
               "weights (see the script's docstring). Loads are the 1-minute load average before/after each "
               "run: the machine is shared, and a load above ~2 means other processes took CPU from these "

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"  # Debian package libjemalloc2
 RESULTS = ROOT / "experiments" / "results"
@@ -274,7 +276,7 @@ def main(argv=None) -> int:
         keys = [k.strip() for k in args.only.split("|")]
         configs = [c for c in configs if any(_label(c) == k or _label(c).startswith(k) for k in keys)]
     meta = {
-        "machine": f"{platform.processor() or platform.machine()} ({_cpu_model()})", "cpus": os.cpu_count(),
+        "machine": f"{platform.processor() or platform.machine()} ({cpu_model()})", "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%d %H:%M"), "runs": args.runs, "size": args.size, "allocator": args.allocator, "python": sys.version.split()[0],
     }
     results = []
@@ -288,17 +290,6 @@ def main(argv=None) -> int:
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     out.with_suffix(".md").write_text(_markdown(results, meta))
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":
