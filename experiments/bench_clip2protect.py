@@ -140,14 +140,20 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
     import numpy as np
 
     from jaxprotect.methods.clip2protect import pipeline as P
-    from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
+    from jaxprotect.methods.clip2protect.config import (
+        Clip2ProtectConfig,
+        ExecutionConfig,
+        FinetuneConfig,
+        SearchConfig,
+    )
     from jaxprotect.methods.clip2protect.finetune import broadcast_params, init_finetune
     from jaxprotect.methods.clip2protect.networks import load_networks
     from jaxprotect.methods.clip2protect.search import SearchInputs, init_state
-    from jaxprotect.methods.clip2protect.sharding import batch_mesh, compiled as compile_step, put_batched, put_replicated
+    from jaxprotect.runtime import batch_mesh, compiled as compile_step, put_batched, put_replicated
 
     out = {"kind": kind, "batch": batch, "options": options, "load_before": os.getloadavg()[0]}
-    cfg = Clip2ProtectConfig(**options)
+    cfg = Clip2ProtectConfig(FinetuneConfig(**options.get("finetune", {})), SearchConfig(**options.get("search", {})),
+                             ExecutionConfig(**options.get("execution", {})))
     t = time.perf_counter()
     paths = cached_checkpoints()
     out["make_cache_s"] = time.perf_counter() - t
@@ -159,8 +165,8 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
     out["vmrss_after_load_gib"] = _vmrss_gib()
     mesh = batch_mesh()
     photos = _photos(batch)
-    keys = P.photo_keys(jax.random.key(0), range(batch))
-    noise = P._noise_batch(keys, nets.synthesis)
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(0), i) for i in range(batch)])
+    noise = P.draw_photo_noise(keys, nets.synthesis)
 
     if kind == "oneoff":
         from jaxprotect.methods.clip2protect.inversion import invert
@@ -178,21 +184,21 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
         return out
 
     w0 = jnp.asarray(np.random.default_rng(0).standard_normal((batch, nets.synthesis.n_latent, 512)), jnp.float32)
-    per_photo = kind == "finetune" or not cfg.skip_finetune
+    per_photo = kind == "finetune" or cfg.finetune.runs
     # per-photo generator weights in "loop" mode (the CPU default): every photo runs the batch-1
     # program in turn, exactly as pipeline.protect_batch does
-    loop = per_photo and P.batching_mode(cfg, mesh) == "loop"
+    loop = per_photo and P.batching_mode(cfg.execution, mesh) == "loop"
     groups = [slice(i, i + 1) for i in range(batch)] if loop else [slice(0, batch)]
     out["mode"] = "loop" if loop else ("vmap" if per_photo else "shared weights, batched")
     holder = {"i": 0}
     if kind == "finetune":
-        real = P._real_images(photos, cfg)
-        fn = P._finetune_fn(nets.synthesis, nets.lpips_apply, P._finetune_key(cfg), mesh)
+        real = P._real_images(photos, cfg.finetune)
+        fn = P._finetune_fn(nets.synthesis, nets.lpips_apply, cfg.finetune, cfg.execution, mesh)
         lp = put_replicated(nets.lpips_params, mesh)
         jobs = []
         for sl in groups:
             n = sl.stop - sl.start
-            jobs.append([put_batched(init_finetune(broadcast_params(nets.g_params, n), cfg), mesh),
+            jobs.append([put_batched(init_finetune(broadcast_params(nets.g_params, n), cfg.finetune), mesh),
                          put_batched((w0[sl], [x[sl] for x in noise], real[sl]), mesh)])
         t, c = time.perf_counter(), time.process_time()
         compiled = compile_step(fn, jobs[0][0], *jobs[0][1], lp)  # as the pipeline: compile, then malloc_trim
@@ -205,7 +211,8 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
                 job[0], loss = compiled(job[0], *job[1], lp)
             jax.block_until_ready(loss)
     else:
-        src_fn, step_fn, eval_fn = P._search_fns(nets.search_models, P._search_key(cfg), per_photo, mesh)
+        src_fn, step_fn, eval_fn = P._search_fns(nets.search_models, cfg.search, cfg.execution, per_photo, mesh)
+        persp = put_batched(P.draw_perspectives(keys, cfg.search, nets.synthesis.size)[0], mesh)
         shared = put_replicated(nets.shared(), mesh)
         boxes = np.array([[244.0, 187.0, 764.0, 891.0]] * batch, np.float32)
         rows, cols = P.fr_matrices(boxes, 0, 1024, 1024, [112, 160])
@@ -221,28 +228,28 @@ def child(kind: str, batch: int, runs: int, options: dict) -> dict:
             w0p, noisep = put_batched((w0[sl], [x[sl] for x in noise]), mesh)
             source01, feat = compile_step(src_fn, g_in, w0p, noisep, shared["clip"])(g_in, w0p, noisep, shared["clip"])
             jax.block_until_ready(feat)
-            sub = put_batched((rows, cols, temb, {}, temb[cfg.victim], aug), mesh)
+            sub = put_batched((rows, cols, temb, {}, temb[cfg.search.victim], aug), mesh)
             sub = jax.tree.map(lambda x: x[sl], sub)
             inputs = SearchInputs(w0p, tuple(noisep), feat, *sub)
-            jobs.append([put_batched(init_state(inputs, nets.synthesis, cfg), mesh), inputs, g_in])
+            jobs.append([put_batched(init_state(inputs, nets.synthesis, cfg.search), mesh), inputs, g_in, persp[sl]])
             del source01
         out["source_first_s"] = (time.perf_counter() - t, time.process_time() - c)
         out["vmhwm_after_source_gib"] = _vmhwm_gib()
         t, c = time.perf_counter(), time.process_time()
-        compiled = compile_step(step_fn, jobs[0][0], jobs[0][1], jobs[0][2], shared, jnp.int32(0))
+        compiled = compile_step(step_fn, jobs[0][0], jobs[0][1], jobs[0][2], shared, jnp.int32(0), jobs[0][3])
         out["compile_s"] = (time.perf_counter() - t, time.process_time() - c)
         out["xla_memory_gib"] = _xla_memory(compiled)
         out["vmhwm_after_compile_gib"] = _vmhwm_gib()
 
         def call():
             for job in jobs:
-                job[0], aux = compiled(job[0], job[1], job[2], shared, jnp.int32(holder["i"]))
+                job[0], aux = compiled(job[0], job[1], job[2], shared, jnp.int32(holder["i"]), job[3])
             holder["i"] += 1
             jax.block_until_ready(aux["loss"])
 
         def evaluate():
             for job in jobs:
-                args = (job[0], job[1], job[2], shared, jnp.int32(holder["i"]))
+                args = (job[0], job[1], job[2], shared, jnp.int32(holder["i"]), job[3])
                 img, _ = compile_step(eval_fn, *args)(*args)
             jax.block_until_ready(img)
 
@@ -399,7 +406,7 @@ def main(argv=None):
         for kind in ("search", "finetune"):
             results.append(_run_child(kind, b, runs, {}, alloc))
     if not args.no_skip_finetune_row and not args.add_extra:
-        results.append(_run_child("search", max(args.batches), runs, {"skip_finetune": True}, alloc))
+        results.append(_run_child("search", max(args.batches), runs, {"finetune": {"skip": True}}, alloc))
     for spec in args.extra:
         kind, b, opts = spec.split(":", 2)
         results.append(_run_child(kind, int(b), runs, json.loads(opts), alloc))

@@ -167,9 +167,9 @@ def main(argv=None) -> int:
 
     import jax
 
-    from jaxprotect.commands.protect_pixel import skimage_lfw_targets
     from jaxprotect.io import read_photo
-    from jaxprotect.methods.photo import PixelProtector, edit_faces, load_surrogates, method_config
+    from jaxprotect.methods.pixel.protector import PixelProtector, edit_faces, load_surrogates, method_config
+    from jaxprotect.methods.pixel.targets import skimage_lfw_targets
     from jaxprotect.registry import load_network
 
     started = time.perf_counter()

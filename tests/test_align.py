@@ -7,18 +7,18 @@ import pytest
 from PIL import Image
 from skimage import transform as sktf
 
+from jaxprotect.face_conventions import box_slices
 from jaxprotect.detect.align import (
     ARCFACE_112,
     align_face,
     box_crop,
-    box_region,
     paste_back,
     similarity_transform,
     template,
     warp_affine,
 )
 from jaxprotect.ops.resize import interpolate
-from photo_corpus import astronaut
+from helpers.photo_corpus import astronaut
 
 
 @pytest.fixture(scope="module")
@@ -92,17 +92,17 @@ def test_alignment_puts_the_face_on_the_template(face, size):
     assert np.linalg.norm(again.landmarks[0] - moved, axis=1).max() < 3 * unit
 
 
-def test_box_region_uses_bankers_rounding_margin_and_clipping():
-    assert box_region([10.5, 20.5, 30.5, 41.5], (100, 100)) == (20, 42, 10, 30)  # round half to even
-    assert box_region([10.4, 20.6, 30.5, 41.5], (100, 100), margin=5) == (16, 47, 5, 35)
-    assert box_region([-7.2, -3.0, 130.0, 60.0], (80, 120)) == (0, 60, 0, 120)
-    with pytest.raises(ValueError, match="outside"):
-        box_region([200.0, 200.0, 300.0, 300.0], (80, 120))
+def test_box_slices_uses_bankers_rounding_margin_and_clipping():
+    assert box_slices([10.5, 20.5, 30.5, 41.5], (100, 100)) == (20, 42, 10, 30)  # round half to even
+    assert box_slices([10.4, 20.6, 30.5, 41.5], (100, 100), margin=5) == (16, 47, 5, 35)
+    assert box_slices([-7.2, -3.0, 130.0, 60.0], (80, 120)) == (0, 60, 0, 120)
+    with pytest.raises(ValueError, match="empty crop"):
+        box_slices([200.0, 200.0, 300.0, 300.0], (80, 120))
 
 
 def test_box_crop_is_the_slice_and_the_resize_is_torch_bilinear(face):
     photo, box, _ = face
-    top, bottom, left, right = box_region(box, photo.shape[:2], margin=3)
+    top, bottom, left, right = box_slices(box, photo.shape[:2], margin=3)
     raw = box_crop(photo, box, margin=3)
     np.testing.assert_array_equal(raw.image, photo[top:bottom, left:right])
     resized = box_crop(photo, box, margin=3, size=112)

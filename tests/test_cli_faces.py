@@ -11,7 +11,7 @@ from PIL import Image
 
 from jaxprotect.commands import faces
 from jaxprotect.io import read_photo
-from photo_corpus import astronaut, make_bad_corpus
+from helpers.photo_corpus import astronaut, make_bad_corpus
 
 
 def run_faces(argv) -> int:

@@ -34,22 +34,22 @@ def test_batch_goes_on_and_fails_at_the_end(batch):
     code, out = batch
     assert code != 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["astronaut.protected.png", "astronaut.report.json", "astronaut.side_by_side.png"]
+    assert names == ["astronaut.mifgsm.json", "astronaut.mifgsm.png", "astronaut.mifgsm.side_by_side.png"]
 
 
 def test_protected_photo_and_report(batch, inputs):
     _, out = batch
     original = np.asarray(Image.open(inputs / "astronaut.png").convert("RGB")).astype(int)
-    with Image.open(out / "astronaut.protected.png") as im:
+    with Image.open(out / "astronaut.mifgsm.png") as im:
         assert not im.info.get("exif") and "icc_profile" not in im.info
         protected = np.asarray(im.convert("RGB")).astype(int)
     assert protected.shape == original.shape
     assert 0 < np.abs(protected - original).max() <= 8  # eps in grey levels holds on the written photo
-    pair = np.asarray(Image.open(out / "astronaut.side_by_side.png"))
-    assert pair.shape[1] > 2 * original.shape[1]
-    report = json.loads((out / "astronaut.report.json").read_text())
-    assert report["method"] == "mifgsm" and report["seed"] == 3 and report["mode"] == "dodge"
-    assert report["settings"]["steps"] == 2 and report["eps_grey_levels"] == pytest.approx(8.0)
+    pair = np.asarray(Image.open(out / "astronaut.mifgsm.side_by_side.png"))
+    assert pair.shape[1] > 2 * original.shape[1] and pair.shape[0] > original.shape[0]  # labels above the panels
+    report = json.loads((out / "astronaut.mifgsm.json").read_text())
+    assert report["method"] == "mifgsm" and report["mode"] == "dodge"
+    assert report["settings"]["config"]["steps"] == 2 and report["eps_grey_levels"] == pytest.approx(8.0)
     face = report["faces"][0]
     assert face["similarity_to_original"]["mobilefacenet_foamliu"] < 0.99
     assert 20 < report["photo_quality"]["psnr"] < 80 and 0.5 < report["photo_quality"]["ssim"] < 1.0
@@ -64,3 +64,20 @@ def test_messages_name_each_bad_photo(inputs, tmp_path, capsys):
     assert "broken.jpg" in err and "not an image" in err.lower()
     assert "wall.png" in err and "no face" in err.lower()
     assert list(out.iterdir()) == []
+
+
+def test_outputs_do_not_depend_on_the_photo_name_or_order(inputs, tmp_path):
+    """One key rule for every method: a photo's randomness comes from its pixels and the seed."""
+    import shutil
+
+    other = tmp_path / "renamed_copy.png"
+    shutil.copy(inputs / "astronaut.png", other)
+    outs = []
+    for i, photos in enumerate(([inputs / "astronaut.png"], [inputs / "wall.png", other])):
+        out = tmp_path / f"o{i}"
+        main(["protect", "--method", "pgd", "--steps", "1", "--seed", "5", "--no-progress", *map(str, photos),
+              "-o", str(out)])
+        outs.append(out)
+    a = np.asarray(Image.open(outs[0] / "astronaut.pgd.png"))
+    b = np.asarray(Image.open(outs[1] / "renamed_copy.pgd.png"))
+    np.testing.assert_array_equal(a, b)

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from clip_helpers import TINY, golden_clip, tiny_openai_state_dict, tiny_shapes
-from conftest import load_golden
+from helpers.clip_helpers import TINY, golden_clip, tiny_openai_state_dict, tiny_shapes
+from helpers.golden import load_golden
 
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, load_flat, save_flat
 from jaxprotect.models.clip import VIT_B32, build_module, flax_param_shapes, load_clip, text_apply

@@ -8,26 +8,24 @@ rounding a little: it divides by sqrt(v)).
 """
 from __future__ import annotations
 
-import dataclasses
-
-import jax
 import numpy as np
 import pytest
 
-from c2p_small import small_inputs, small_networks
-from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
-from jaxprotect.methods.clip2protect.pipeline import photo_keys, protect_batch
+from helpers.c2p_small import photo_keys, small_config, small_inputs, small_networks
+from jaxprotect.methods.clip2protect.config import ExecutionConfig
+from jaxprotect.methods.clip2protect.pipeline import protect_batch
 
 pytestmark = pytest.mark.slow
 
-TUNED = Clip2ProtectConfig(finetune_steps=2, finetune_size=16, steps=3, frozen_rows=2, noise_max_res=8,
-                           generator_batching="vmap")
+
+def tuned(batching: str):
+    return small_config(finetune_steps=2, steps=3, execution=ExecutionConfig(generator_batching=batching))
 
 
 def _runs(cfg):
     nets, _ = small_networks()
     photos, boxes, w0, temb, eemb = small_inputs(nets, 2, 0)
-    keys = photo_keys(jax.random.key(0), (0, 1))
+    keys = photo_keys(0, (0, 1))
     batch = protect_batch(nets, photos, boxes, keys, temb, eemb, cfg, w0=w0)
     singles = []
     for i in range(2):
@@ -39,7 +37,7 @@ def _runs(cfg):
 
 @pytest.mark.parametrize("batching", ["vmap", "map"])
 def test_batch_equals_single_photo_runs(batching):
-    batch, singles, w0 = _runs(dataclasses.replace(TUNED, generator_batching=batching))
+    batch, singles, w0 = _runs(tuned(batching))
     for i, one in enumerate(singles):
         np.testing.assert_allclose(batch["finetune_loss"][i], one["finetune_loss"][0], rtol=1e-5)
         np.testing.assert_allclose(batch["reconstruction"][i], one["reconstruction"][0], atol=2e-5)
@@ -53,11 +51,10 @@ def test_batch_equals_single_photo_runs(batching):
 
 
 def test_loop_mode_equals_vmap_mode():
-    vm, _, _ = _runs(TUNED)
+    vm, _, _ = _runs(tuned("vmap"))
     nets, _ = small_networks()
     photos, boxes, w0, temb, eemb = small_inputs(nets, 2, 0)
-    keys = photo_keys(jax.random.key(0), (0, 1))
-    loop = protect_batch(nets, photos, boxes, keys, temb, eemb, dataclasses.replace(TUNED, generator_batching="loop"),
-                         w0=w0)
+    keys = photo_keys(0, (0, 1))
+    loop = protect_batch(nets, photos, boxes, keys, temb, eemb, tuned("loop"), w0=w0)
     np.testing.assert_allclose(loop["protected"], vm["protected"], atol=1e-4)
     np.testing.assert_allclose(loop["finetune_loss"], vm["finetune_loss"], rtol=1e-5)

@@ -16,7 +16,7 @@ from jaxprotect.methods.clip2protect.networks import clip_vision
 
 @functools.lru_cache(maxsize=1)
 def _tiny():
-    from clip_helpers import tiny_openai_state_dict
+    from helpers.clip_helpers import tiny_openai_state_dict
 
     from jaxprotect.models.clip import load_clip
 
@@ -38,7 +38,7 @@ def test_vision_only_features_equal_full_clip(mode):
 
 @pytest.mark.slow
 def test_search_clip_term_matches_upstream_nceloss_golden(golden):
-    from clip_helpers import golden_clip
+    from helpers.clip_helpers import golden_clip
 
     g = golden("clip2protect_nce.npz")
     clip = golden_clip()

@@ -8,32 +8,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from c2p_small import small_inputs, small_networks
+from helpers.c2p_small import photo_keys, small_inputs, small_networks
 from jaxprotect.checkpoints.state_dict import flatten
-from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
+from jaxprotect.methods.clip2protect.config import ExecutionConfig, FinetuneConfig
 from jaxprotect.methods.clip2protect.finetune import (broadcast_params, init_finetune, loss_stride,
                                                      make_finetune_step)
-from jaxprotect.methods.clip2protect.pipeline import _noise_batch, _real_images, photo_keys
+from jaxprotect.methods.clip2protect.pipeline import _finetune_fn, _real_images, draw_photo_noise
+from jaxprotect.runtime import batch_mesh
 
 
 def test_loss_stride_only_for_integer_nearest_downsampling():
-    cfg = Clip2ProtectConfig()
+    cfg = FinetuneConfig()
     assert loss_stride(1024, cfg) == 4
     assert loss_stride(256, cfg) == 1
-    assert loss_stride(1024, dataclasses.replace(cfg, finetune_resize="bilinear")) == 1
-    assert loss_stride(1024, dataclasses.replace(cfg, finetune_strided=False)) == 1
+    assert loss_stride(1024, dataclasses.replace(cfg, resize="bilinear")) == 1
+    assert loss_stride(1024, dataclasses.replace(cfg, strided=False)) == 1
     assert loss_stride(1000, cfg) == 1
 
 
 def test_strided_fine_tuning_step_equals_the_full_one():
     nets, _ = small_networks(size=32)
     photos, _, w0, _, _ = small_inputs(nets, 2, 0)
-    noise = _noise_batch(photo_keys(jax.random.key(0), (0, 1)), nets.synthesis)
+    noise = draw_photo_noise(photo_keys(0, (0, 1)), nets.synthesis)
     results = {}
     for strided in (True, False):
-        cfg = Clip2ProtectConfig(finetune_size=16, finetune_strided=strided)
+        cfg = FinetuneConfig(size=16, strided=strided)
         assert loss_stride(32, cfg) == (2 if strided else 1)
-        step = jax.jit(make_finetune_step(nets.synthesis, nets.lpips_apply, cfg))
+        step = jax.jit(make_finetune_step(nets.synthesis, nets.lpips_apply, cfg, ExecutionConfig()))
         state = init_finetune(broadcast_params(nets.g_params, 2), cfg)
         real = _real_images(photos, cfg)
         losses = []
@@ -53,21 +54,13 @@ def test_strided_fine_tuning_step_equals_the_full_one():
     assert off < 1e-4 * total
 
 
-def test_compile_cache_keys_keep_every_field_the_steps_read():
-    """The compiled steps are cached on a reduced config: a field a step reads must survive the
-    reduction, or two configurations would share one compiled step."""
-    import ast
-    import inspect
-
-    from jaxprotect.methods.clip2protect import finetune, pipeline, search
-
-    def fields_read(module) -> set:
-        tree = ast.parse(inspect.getsource(module))
-        return {n.attr for n in ast.walk(tree)
-                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "cfg"}
-
-    read = fields_read(finetune)
-    assert "finetune_strided" in read and read <= set(pipeline._FINETUNE_FIELDS), read - set(pipeline._FINETUNE_FIELDS)
-    read = fields_read(search)
-    assert "frozen_rows" in read and not read & set(pipeline._SEARCH_IRRELEVANT), read & set(pipeline._SEARCH_IRRELEVANT)
-    assert pipeline._finetune_key(Clip2ProtectConfig(finetune_strided=False)).finetune_strided is False
+def test_compiled_steps_are_cached_by_the_sections_they_read():
+    """A setting the fine-tuning step does not read (the search's) never changes its cache entry;
+    one it reads (fine-tuning, execution) does."""
+    nets, _ = small_networks()
+    mesh = batch_mesh(jax.devices()[:1])
+    ft, ex = FinetuneConfig(size=16), ExecutionConfig()
+    same = _finetune_fn(nets.synthesis, nets.lpips_apply, ft, ex, mesh)
+    assert _finetune_fn(nets.synthesis, nets.lpips_apply, FinetuneConfig(size=16), ExecutionConfig(), mesh) is same
+    assert _finetune_fn(nets.synthesis, nets.lpips_apply, dataclasses.replace(ft, lr=1e-3), ex, mesh) is not same
+    assert _finetune_fn(nets.synthesis, nets.lpips_apply, ft, ExecutionConfig(remat=True), mesh) is not same

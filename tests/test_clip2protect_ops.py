@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
+from jaxprotect.face_conventions import box_slices
+from jaxprotect.methods.clip2protect.config import FinetuneConfig, SearchConfig
 from jaxprotect.methods.clip2protect.finetune import resize_for_loss
 from jaxprotect.methods.clip2protect.generator import Synthesis
 from jaxprotect.methods.clip2protect.inversion import e4e_input
-from jaxprotect.methods.clip2protect.ops import box_slices, clamp_torch, crop_resize, crop_resize_matrices, to_unit_interval
+from jaxprotect.methods.clip2protect.ops import clamp_torch, crop_resize, crop_resize_matrices, to_unit_interval
 from jaxprotect.methods.clip2protect.search import noise_split, row_mask
 
 torch = pytest.importorskip("torch")
@@ -31,28 +32,20 @@ def test_clamp_gradient_is_pytorchs_at_the_boundary():
     np.testing.assert_array_equal(np.asarray(g), [0.5, 0.5, 0.0])
 
 
-def test_box_uses_pythons_bankers_rounding_and_margin():
-    assert box_slices((2.5, 3.5, 10.5, 11.5), 0, 20, 20) == (4, 12, 2, 10)
-    assert box_slices((2.5, 3.5, 10.5, 11.5), 2, 20, 20) == (2, 14, 0, 12)
-    assert box_slices((-3.0, 1.0, 30.0, 19.6), 0, 20, 20) == (1, 20, 0, 20)  # clipped to the image
-    with pytest.raises(ValueError, match="empty crop"):
-        box_slices((5.0, 5.0, 5.2, 5.2), 0, 20, 20)
-
-
 @pytest.mark.parametrize("box,out", [((12.4, 7.6, 51.5, 58.5), 112), ((3.0, 0.4, 60.7, 44.5), 20)])
 def test_crop_resize_matrices_equal_crop_then_interpolate(box, out):
     x = np.random.default_rng(0).uniform(size=(64, 64, 3)).astype(np.float32)
     rows, cols = crop_resize_matrices(box, 1, 64, 64, out)
     got = np.asarray(crop_resize((jnp.asarray(x) - 0.5) * 2, rows, cols))
-    r0, r1, c0, c1 = box_slices(box, 1, 64, 64)
+    r0, r1, c0, c1 = box_slices(box, (64, 64), 1)
     crop = torch.from_numpy(x).permute(2, 0, 1)[None][:, :, r0:r1, c0:c1]
     want = torch.nn.functional.interpolate((crop - 0.5) * 2, size=(out, out), mode="bilinear")
     np.testing.assert_allclose(got, want[0].permute(1, 2, 0).numpy(), atol=2e-6)
 
 
 def test_tuning_resize_is_torch_default_nearest():
-    cfg = Clip2ProtectConfig()
-    assert cfg.finetune_resize == "nearest" and cfg.finetune_size == 256
+    cfg = FinetuneConfig()
+    assert cfg.resize == "nearest" and cfg.size == 256
     x = np.random.default_rng(1).uniform(-1, 1, (1, 1024, 1024, 3)).astype(np.float32)
     got = np.asarray(resize_for_loss(jnp.asarray(x), cfg))
     want = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=256)
@@ -73,10 +66,10 @@ def test_e4e_input_is_pil_bilinear_then_normalize():
 def test_1024_partitions_match_upstream():
     res = [2 ** ((i + 5) // 2) for i in range(17)]
     syn = Synthesis(apply=None, noise_shapes=tuple((r, r, 1) for r in res), size=1024, n_latent=18)
-    opt, fixed = noise_split(syn, Clip2ProtectConfig())
+    opt, fixed = noise_split(syn, SearchConfig())
     assert opt == tuple(range(13)) and fixed == (13, 14, 15, 16)  # res 4..256 move, 512 and 1024 stay
     assert sum(res[i] ** 2 for i in opt) == 174_736  # the count in the performance notes
-    assert noise_split(syn, Clip2ProtectConfig(noise_optimize=False)) == ((), tuple(range(17)))
+    assert noise_split(syn, SearchConfig(noise_optimize=False)) == ((), tuple(range(17)))
     mask = np.asarray(row_mask(18, 8))[:, 0]
     np.testing.assert_array_equal(mask, [False] * 8 + [True] * 10)
-    assert Clip2ProtectConfig().surrogates == ("facenet", "ir152", "irse50")  # calculate_loss order, mobile_face held out
+    assert SearchConfig().surrogates == ("facenet", "ir152", "irse50")  # calculate_loss order, mobile_face held out

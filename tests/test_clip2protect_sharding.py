@@ -21,15 +21,15 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 import jax, numpy as np
 assert len(jax.devices()) == 8, jax.devices()
-from c2p_small import small_inputs, small_networks
-from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
-from jaxprotect.methods.clip2protect.pipeline import photo_keys, protect_batch
-from jaxprotect.methods.clip2protect.sharding import batch_mesh
+from helpers.c2p_small import small_inputs, small_networks
+from helpers.c2p_small import photo_keys, small_config
+from jaxprotect.methods.clip2protect.pipeline import protect_batch
+from jaxprotect.runtime import batch_mesh
 
-cfg = Clip2ProtectConfig(finetune_steps=1, finetune_size=16, steps=3, frozen_rows=2, noise_max_res=8)
+cfg = small_config(finetune_steps=1, steps=3)
 nets, _ = small_networks()
 photos, boxes, w0, temb, eemb = small_inputs(nets, 6)
-keys = photo_keys(jax.random.key(0), range(6))
+keys = photo_keys(0, range(6))
 runs = {}
 for name, mesh in (("one", batch_mesh(jax.devices()[:1])), ("eight", batch_mesh())):
     runs[name] = protect_batch(nets, photos, boxes, keys, temb, eemb, cfg, w0=w0, mesh=mesh)

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from clip_helpers import golden_clip, tiny_openai_state_dict
-from conftest import load_golden
+from helpers.clip_helpers import golden_clip, tiny_openai_state_dict
+from helpers.golden import load_golden
 
 from jaxprotect.losses.clip_losses import (
     ClipTextFeatures,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import load_golden
+from helpers.golden import load_golden
 
 from jaxprotect.text import IMAGENET_TEMPLATES, compose, get_tokenizer, tokenize
 from jaxprotect.text.clip_tokenizer import EOT_TOKEN, SOT_TOKEN, vocab_path

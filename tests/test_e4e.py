@@ -9,8 +9,8 @@ from jaxprotect import load_network
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.models.e4e import Encoder4Editing, load_e4e, n_styles_for
 from jaxprotect.nn.torch_layers import param_shapes
-from tests.conftest import load_golden
-from tests.weight_rule import rule_weights
+from helpers.golden import load_golden
+from helpers.weight_rule import rule_weights
 
 OPTS = {"encoder_type": "Encoder4Editing", "stylegan_size": 1024, "start_from_latent_avg": True,
         "checkpoint_path": None, "lpips_type": "alex", "w_discriminator_lambda": 0.1}

@@ -8,8 +8,8 @@ import pytest
 from jaxprotect import load_network
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.models.facenet import InceptionResnetV1, facenet_param_shapes, load_facenet
-from tests.conftest import load_golden
-from tests.weight_rule import rule_weights
+from helpers.golden import load_golden
+from helpers.weight_rule import rule_weights
 
 
 @pytest.fixture(scope="module")

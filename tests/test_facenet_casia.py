@@ -13,7 +13,7 @@ from jaxprotect.checkpoints.tf_graphdef import GraphDefError, graph_constants, r
 from jaxprotect.models.facenet import InceptionResnetV1, prewhiten
 from jaxprotect.models.facenet_casia import GRAPH_SHA256, casia_input, casia_state_dict, graph_path, tf_scopes
 from jaxprotect.ops.cv_resize import resize_linear_u8
-from tests.conftest import load_golden
+from helpers.golden import load_golden
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprotect.models import fr_conventions as frc
+from jaxprotect import face_conventions as frc
+from jaxprotect.recognition import cosine
 from jaxprotect.ops.resize import interpolate
 
 # spec §1.6: AMT-GAN test.py th_dict; CLIP2Protect uses the FAR 0.01 column
@@ -34,9 +35,12 @@ def test_threshold_errors():
         frc.threshold("ir152", 0.05)
 
 
-def test_box_slices_round_half_to_even():
-    assert frc.box_slices((10.5, 11.5, 100.5, 120.49)) == (12, 120, 10, 100)
-    assert frc.box_slices((10.5, 11.5, 100.5, 120.49), margin=3) == (9, 123, 7, 103)
+def test_box_slices_round_half_to_even_and_clip():
+    assert frc.box_slices((10.5, 11.5, 100.5, 120.49), (200, 200)) == (12, 120, 10, 100)
+    assert frc.box_slices((10.5, 11.5, 100.5, 120.49), (200, 200), margin=3) == (9, 123, 7, 103)
+    assert frc.box_slices((-3.0, 1.0, 30.0, 19.6), (20, 20)) == (1, 20, 0, 20)  # clipped to the image
+    with pytest.raises(ValueError, match="empty crop"):
+        frc.box_slices((5.0, 5.0, 5.2, 5.2), (20, 20))
 
 
 @pytest.mark.parametrize("model, size", [("facenet", (160, 160)), ("mobileface", (112, 112)), ((37, 53), (37, 53))])
@@ -44,7 +48,7 @@ def test_input_matches_torch(model, size):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
     img = rng.random((2, 200, 180, 3), dtype=np.float32)
-    box = frc.box_slices((20.6, 15.2, 150.5, 190.5))
+    box = frc.box_slices((20.6, 15.2, 150.5, 190.5), (200, 180))
     got = np.asarray(frc.amt_gan_input(img, model, box))
     y0, y1, x0, x1 = box
     t = torch.from_numpy(img).permute(0, 3, 1, 2)[:, :, y0:y1, x0:x1]
@@ -70,6 +74,36 @@ def test_cosine_and_match():
     a, b = rng.standard_normal((5, 512), np.float32), rng.standard_normal((5, 512), np.float32)
     b[0] = a[0] * 3 + 0.1 * b[0]
     want = torch.cosine_similarity(torch.from_numpy(a), torch.from_numpy(b), dim=1).numpy()
-    got = np.asarray(frc.cosine_similarity(a, b))
+    got = np.asarray(cosine(a, b))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(frc.is_match(a, b, "ir152")), want > 0.166788)
+    np.testing.assert_array_equal(frc.amt_gan_match(a, b, "ir152"), want > 0.166788)
+    np.testing.assert_array_equal(frc.is_match(want, 0.166788), want > 0.166788)
+    assert frc.is_match(0.5, 0.6, higher_is_closer=False) is True
+
+
+def _detections(boxes, probs):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(boxes=np.asarray(boxes, np.float32), probs=np.asarray(probs, np.float32))
+
+
+def test_pick_face_best_or_largest():
+    det = _detections([[0, 0, 10, 10], [0, 0, 50, 50], [5, 5, 20, 20]], [0.99, 0.8, 0.999])
+    assert frc.pick_face(det, "best") == 2 and frc.pick_face(det, "largest") == 1
+    assert frc.pick_face(_detections(np.zeros((0, 4)), []), "best") is None
+
+
+def test_select_faces_says_why_each_face_was_skipped():
+    det = _detections([[0, 0, 10, 10], [0, 0, 50, 50], [5, 5, 40, 40], [60, 60, 100, 100]], [0.99, 0.95, 0.75, 0.99])
+    every = frc.select_faces(det)
+    assert every.indices == [0, 1, 2, 3] and every.skipped == []
+    sel = frc.select_faces(det, "all", min_prob=0.9, min_size=20, warn_below=0.7)
+    assert sel.indices == [1, 3]
+    reasons = {s["index"]: s["reason"] for s in sel.skipped}
+    assert "probability" in reasons[2] and "px" in reasons[0]
+    assert len(sel.warnings) == 1 and "face 2" in sel.warnings[0] and "NOT protected" in sel.warnings[0]
+    assert frc.select_faces(det, "largest").indices == [1]
+    two = frc.select_faces(det, 2)
+    assert two.indices == [1, 3] and all("largest" in s["reason"] for s in two.skipped)
+    with pytest.raises(ValueError):
+        frc.select_faces(det, "some")

@@ -13,8 +13,8 @@ from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_
 from jaxprotect.commands import convert
 from jaxprotect.models.irse import UNITS, Backbone, load_ir50, load_ir152, load_irse50
 from jaxprotect.nn.torch_layers import param_shapes
-from tests.conftest import load_golden
-from tests.weight_rule import rule_for, rule_weights
+from helpers.golden import load_golden
+from helpers.weight_rule import rule_for, rule_weights
 
 LOADERS = {"irse50": load_irse50, "ir152": load_ir152, "ir50": load_ir50}
 

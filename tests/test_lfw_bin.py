@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxprotect.io.lfw_bin import decode_jpegs, load_lfw_bin
-from tests.conftest import asset_path, load_golden
+from helpers.golden import asset_path, load_golden
 
 
 def test_reads_small_lfw_like_the_golden():

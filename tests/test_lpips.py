@@ -11,8 +11,8 @@ import pytest
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.models.lpips import LPIPS, convert_lpips, load_lpips, lpips_heads
 from jaxprotect.registry import load_network
-from tests.conftest import asset_path, load_golden
-from tests.weight_rule import rule_weights
+from helpers.golden import asset_path, load_golden
+from helpers.weight_rule import rule_weights
 
 ARCHS = ["vgg", "alex"]
 _NET = re.compile(r"^net\.slice\d+\.(\d+)\.(weight|bias)$")

@@ -10,7 +10,7 @@ import pytest
 
 from jaxprotect.registry import NETWORK_NAMES
 from ported_weights import sha256_file
-from tests.conftest import ASSETS
+from helpers.golden import ASSETS
 
 PORTED = Path(__file__).resolve().parent.parent / "ported_weights"
 

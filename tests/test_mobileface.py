@@ -11,8 +11,8 @@ from jaxprotect import load_network
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.commands import convert
 from jaxprotect.models.mobileface import load_mobileface
-from tests.conftest import load_golden
-from tests.weight_rule import rule_weights
+from helpers.golden import load_golden
+from helpers.weight_rule import rule_weights
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from jaxprotect.models.mobilefacenet_foamliu import (
     foamliu_input,
     foamliu_param_shapes,
 )
-from tests.conftest import asset_path, load_golden
+from helpers.golden import asset_path, load_golden
 
 PORTED = Path(__file__).resolve().parent.parent / "ported_weights"
 

@@ -15,7 +15,7 @@ from jaxprotect.detect.mtcnn import NETS, load_mtcnn, mtcnn_params
 from jaxprotect.detect.mtcnn_nets import ONet, PNet, RNet
 from jaxprotect.detect.mtcnn_pyramid import pack, pnet_output_size
 from jaxprotect.io import read_photo
-from conftest import ASSETS, asset_path, load_golden
+from helpers.golden import ASSETS, asset_path, load_golden
 
 GOLDEN = "mtcnn_real.npz"
 WEIGHTS = ASSETS / "weights"

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprotect.methods import noise_attacks as na
-from tests.tiny_recogniser import tiny_surrogate
+from jaxprotect.methods.noise import attack as na
+from helpers.tiny_recogniser import tiny_surrogate
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +65,30 @@ def test_ti_kernel_is_the_papers_gaussian(k):
 
 def test_diverse_inputs_shrink_and_pad():
     images = jnp.ones((6, 20, 20, 3))
-    out = np.asarray(jax.jit(lambda k, x: na.diverse_inputs(k, x, prob=1.0, resize_min=0.8))(jax.random.key(0), images))
+    draw = na.draw_diverse(jax.random.key(0), 6, 20, prob=1.0, resize_min=0.8)
+    out = np.asarray(jax.jit(na.diverse_inputs)(images, draw))
     for o in out:
         rows = np.where(o[:, :, 0].any(axis=1))[0]
         cols = np.where(o[:, :, 0].any(axis=0))[0]
         side = rows.size
         assert 16 <= side < 20 and cols.size == side  # a square of the drawn size
         assert np.all(o[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] == 1.0)
-    same = na.diverse_inputs(jax.random.key(0), images, prob=0.0)
+    same = na.diverse_inputs(images, na.draw_diverse(jax.random.key(0), 6, 20, prob=0.0))
     np.testing.assert_array_equal(np.asarray(same), np.asarray(images))
+
+
+def test_given_start_and_draws_replace_the_keys_draws(ensemble, photos):
+    surrogates, params = ensemble
+    pgd = na.default_config("pgd", eps=16 / 255, steps=3)
+    key = jax.random.key(3)
+    default = na.noise_attack(surrogates, params, photos, key, pgd)
+    start = na.random_start(jax.random.split(key)[0], jnp.asarray(photos, jnp.float32), pgd.eps)
+    np.testing.assert_array_equal(np.asarray(na.noise_attack(surrogates, params, photos, jax.random.key(9), pgd,
+                                                             start=start)), np.asarray(default))
+    ti = na.default_config("tidim", eps=16 / 255, steps=3)
+    default = na.noise_attack(surrogates, params, photos, key, ti)
+    n, side = photos.shape[0], photos.shape[1]
+    draws = [na.draw_diverse(k, n, side, ti.diversity_prob, ti.resize_min)
+             for k in jax.random.split(jax.random.split(key)[1], ti.steps)]
+    replay = na.noise_attack(surrogates, params, photos, jax.random.key(9), ti, draws=draws)
+    np.testing.assert_array_equal(np.asarray(replay), np.asarray(default))

@@ -26,7 +26,7 @@ from jaxprotect.io import (
     run_batch,
     write_photo,
 )
-from photo_corpus import png_bytes, smooth, write_rgb16_png
+from helpers.photo_corpus import png_bytes, smooth, write_rgb16_png
 
 
 def sha(path) -> str:

@@ -16,12 +16,12 @@ import pytest
 from jax import lax
 
 import jaxprotect
-from conftest import golden_path, load_golden
+from helpers.golden import golden_path, load_golden
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.models import stylegan2_ops as ops
 from jaxprotect.models.stylegan2 import buffer_shapes, load_stylegan2
-from stylegan2_helpers import small_state_dict
-from weight_rule import rule_weights
+from helpers.stylegan2_helpers import small_state_dict
+from helpers.weight_rule import rule_weights
 
 HERE = Path(__file__).parent
 
@@ -258,7 +258,7 @@ def test_gradients_match_finite_differences_float64_256():
 
 
 def _gradcheck(which: str) -> dict:
-    proc = subprocess.run([sys.executable, str(HERE / "_stylegan2_gradcheck.py"), which],
+    proc = subprocess.run([sys.executable, str(HERE / "helpers" / "stylegan2_gradcheck.py"), which],
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprotect.methods import tipim
-from jaxprotect.methods.input_diversity import DiversityDraw, input_diversity, sample_diversity
-from jaxprotect.methods.mmd import TIPIM_SIGMAS, gaussian_kernel_matrix, image_mmd, mmd_loss
-from tests.tiny_recogniser import tiny_surrogate
+from jaxprotect.methods.tipim import attack as tipim
+from jaxprotect.methods.tipim.input_diversity import DiversityDraw, input_diversity, sample_diversity
+from jaxprotect.methods.tipim.mmd import TIPIM_SIGMAS, gaussian_kernel_matrix, image_mmd, mmd_loss
+from helpers.tiny_recogniser import tiny_surrogate
 
 SIZE = 24
 CONFIG = tipim.TipimConfig(steps=5)  # one config for the step and search tests: one compilation each
@@ -112,7 +112,9 @@ def test_step_keeps_the_candidate_with_the_largest_gain(net, photos, targets):
     state = tipim.tipim_init(clean)
     key = jax.random.key(7)
     step = jax.jit(functools.partial(tipim.tipim_step, (surrogate,), config))
-    new, chosen, _, _ = step((params,), state, clean, init, targets, key)
+    new, info = step((params,), state, clean, init, targets, key)
+    chosen = info.chosen
+    np.testing.assert_allclose(np.asarray(info.update), np.asarray(new.images - state.images), atol=1e-5)
     search = _search(surrogate)
     embed = jax.jit(functools.partial(tipim.features, (surrogate,)))
     draw = sample_diversity(key, clean.shape[0], config.std_range)
@@ -198,3 +200,19 @@ def test_config_rejects_bad_options():
     with pytest.raises(ValueError, match="gain"):
         tipim.TipimConfig(gain="gain4")
     assert tipim.TipimConfig().alpha == pytest.approx(0.18)
+
+
+def test_given_diversity_draws_replace_the_keys_draws(net, photos, targets):
+    """Replaying the draws the key would make gives the same trajectory; other draws change it."""
+    surrogate, params = net
+    config = tipim.TipimConfig(steps=3)
+    key = jax.random.key(2)
+    default = tipim.tipim_run(surrogate, params, photos, targets, key, config)
+    draws = [tipim.draw_step(k, photos.shape[0], config) for k in jax.random.split(key, config.steps)]
+    replay = tipim.tipim_run(surrogate, params, photos, targets, jax.random.key(99), config, draws=draws)
+    # same numbers up to float32 rounding (XLA fuses the in-step draw differently), same choices
+    np.testing.assert_allclose(np.asarray(replay.images), np.asarray(default.images), atol=2e-4)
+    np.testing.assert_array_equal(np.asarray(replay.chosen), np.asarray(default.chosen))
+    flat = [tipim.DiversityDraw(d.affine * 0 + jnp.eye(2, 3), d.angle * 0) for d in draws]
+    other = tipim.tipim_run(surrogate, params, photos, targets, key, config, draws=flat)
+    assert np.abs(np.asarray(other.images) - np.asarray(default.images)).max() > 0.1

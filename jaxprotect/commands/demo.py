@@ -98,9 +98,11 @@ def run(args) -> int:
     import skimage.data
     from tqdm import tqdm
 
-    from jaxprotect.commands.protect_pixel import side_by_side, skimage_lfw_targets, write_json
     from jaxprotect.io import write_photo
-    from jaxprotect.methods.photo import PixelProtector, eps_levels, load_surrogates, method_config
+    from jaxprotect.io.naming import write_json
+    from jaxprotect.io.side_by_side import side_by_side
+    from jaxprotect.methods.pixel.protector import PixelProtector, eps_levels, load_surrogates, method_config
+    from jaxprotect.methods.pixel.targets import skimage_lfw_targets
     from jaxprotect.registry import load_network
 
     start = time.perf_counter()
@@ -133,7 +135,7 @@ def run(args) -> int:
     }
     write_photo(files["original"], photo)
     write_photo(files["protected"], result.image)
-    write_photo(files["side_by_side"], side_by_side(photo, result.image))
+    write_photo(files["side_by_side"], side_by_side([photo, result.image], ["original", f"protected: {what}"]))
     report = {
         "input": "skimage.data.astronaut()",
         "method": args.method,

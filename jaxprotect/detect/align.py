@@ -19,13 +19,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxprotect.face_conventions import box_slices
+
 __all__ = [
     "ARCFACE_112",
     "Crop",
     "template",
     "similarity_transform",
     "warp_affine",
-    "box_region",
     "box_crop",
     "align_face",
     "paste_back",
@@ -130,32 +131,15 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], bo
     return values.astype(np.float32)
 
 
-def box_region(box, image_hw: tuple[int, int], margin: int = 0) -> tuple[int, int, int, int]:
-    """CLIP2Protect's crop rows/cols for an MTCNN ``box`` (x1, y1, x2, y2): ``(top, bottom, left, right)``.
-
-    ``top = round(y1) - margin``, ``bottom = round(y2) + margin`` (likewise x) with Python's
-    round (half to even), as ``adversarial_optimization.py`` slices ``img[:, :, top:bottom,
-    left:right]``; then clipped to the image (upstream would wrap a negative start around).
-    """
-    h, w = image_hw
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    top = min(max(round(y1) - margin, 0), h)
-    bottom = min(max(round(y2) + margin, 0), h)
-    left = min(max(round(x1) - margin, 0), w)
-    right = min(max(round(x2) + margin, 0), w)
-    if bottom <= top or right <= left:
-        raise ValueError(f"box {tuple(box[:4])} (margin {margin}) lies outside the {w}x{h} image")
-    return top, bottom, left, right
-
-
 def box_crop(photo: np.ndarray, box, margin: int = 0, size: int | None = None) -> Crop:
     """The CLIP2Protect box crop of ``photo`` [H, W, 3]; optionally resized to ``size x size``.
 
-    Without ``size`` the crop is the exact pixel slice of :func:`box_region`. With ``size`` it is
+    Without ``size`` the crop is the exact pixel slice of
+    :func:`jaxprotect.face_conventions.box_slices`. With ``size`` it is
     resized as ``F.interpolate(mode="bilinear", align_corners=False)`` (no antialias, edges
     clamped), what CLIP2Protect feeds its recognisers (112 or 160). Returns :class:`Crop`.
     """
-    top, bottom, left, right = box_region(box, photo.shape[:2], margin)
+    top, bottom, left, right = box_slices(box, photo.shape[:2], margin)
     if size is None:
         matrix = np.array([[1.0, 0.0, -left], [0.0, 1.0, -top]])
         return Crop(np.asarray(photo[top:bottom, left:right], np.float32), matrix)

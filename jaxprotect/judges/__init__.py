@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from jaxprotect.judges.common import calibrate_threshold, false_accept_rate, is_match
+from jaxprotect.face_conventions import calibrate_threshold, false_accept_rate, is_match
 
 __all__ = ["JUDGES", "load_judge", "default_judge", "available_judges", "is_match", "calibrate_threshold",
            "false_accept_rate"]

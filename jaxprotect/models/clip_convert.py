@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, check_keys
-from jaxprotect.models.clip import ClipShapes, _count_layers, flax_param_shapes
+from jaxprotect.models.clip_shapes import ClipShapes, count_layers, flax_param_shapes
 
 __all__ = [
     "convert_clip_state_dict",
@@ -82,13 +82,13 @@ def shapes_from_openai(sd) -> ClipShapes:
         embed_dim=sd["text_projection"].shape[1],
         image_resolution=conv[-1] * grid,
         vision_width=conv[0],
-        vision_layers=_count_layers(sd, "visual.transformer.resblocks."),
+        vision_layers=count_layers(sd, "visual.transformer.resblocks."),
         vision_patch_size=conv[-1],
         vision_mlp=sd["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
         context_length=sd["positional_embedding"].shape[0],
         vocab_size=sd["token_embedding.weight"].shape[0],
         text_width=sd["ln_final.weight"].shape[0],
-        text_layers=_count_layers(sd, "transformer.resblocks."),
+        text_layers=count_layers(sd, "transformer.resblocks."),
         text_mlp=sd["transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
     )
 
@@ -190,13 +190,13 @@ def shapes_from_hf(sd) -> ClipShapes:
         embed_dim=sd["text_projection.weight"].shape[0],
         image_resolution=conv[-1] * grid,
         vision_width=conv[0],
-        vision_layers=_count_layers(sd, f"{v}encoder.layers."),
+        vision_layers=count_layers(sd, f"{v}encoder.layers."),
         vision_patch_size=conv[-1],
         vision_mlp=sd[need[5]].shape[0],
         context_length=sd[need[3]].shape[0],
         vocab_size=sd[need[2]].shape[0],
         text_width=sd[need[2]].shape[1],
-        text_layers=_count_layers(sd, f"{t}encoder.layers."),
+        text_layers=count_layers(sd, f"{t}encoder.layers."),
         text_mlp=sd[need[6]].shape[0],
     )
 
@@ -250,13 +250,13 @@ def shapes_from_flax(sd) -> ClipShapes:
         embed_dim=sd["text_projection.kernel"].shape[1],
         image_resolution=patch[0] * grid,
         vision_width=patch[3],
-        vision_layers=_count_layers(sd, f"{v}encoder.layers."),
+        vision_layers=count_layers(sd, f"{v}encoder.layers."),
         vision_patch_size=patch[0],
         vision_mlp=sd[need[5]].shape[1],
         context_length=sd[need[3]].shape[0],
         vocab_size=sd[need[2]].shape[0],
         text_width=sd[need[2]].shape[1],
-        text_layers=_count_layers(sd, f"{t}encoder.layers."),
+        text_layers=count_layers(sd, f"{t}encoder.layers."),
         text_mlp=sd[need[6]].shape[1],
     )
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jaxprotect.checkpoints.state_dict import load_state_dict
 from jaxprotect.network import Network
 from jaxprotect.nn.torch_layers import BatchNorm, Conv2d, Linear, max_pool, param_shapes, params_from_state_dict
-from jaxprotect.models.fr_conventions import AMT_GAN_THRESHOLDS
+from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS
 
 __all__ = ["InceptionResnetV1", "load_facenet", "facenet_from_state_dict", "facenet_param_shapes", "INPUT_SIZE"]
 

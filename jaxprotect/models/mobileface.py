@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxprotect.checkpoints.state_dict import load_state_dict
-from jaxprotect.models.fr_conventions import AMT_GAN_THRESHOLDS
+from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS
 from jaxprotect.network import Network
 from jaxprotect.nn.torch_layers import (
     BatchNorm,

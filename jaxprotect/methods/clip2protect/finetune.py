@@ -10,9 +10,9 @@ during tuning and reused by stage 2) and runs 150 steps of
 
 over ALL generator weights. Upstream builds the generator and its Adam once
 (``PivotTuning.__init__``) and never resets them, so photo k starts from the generator (and Adam
-moments and step count) left by photos 0..k-1: ``cfg.sequential_generator=True`` reproduces that
-by running the photos one at a time in order, carrying the state. By default every photo tunes
-its own copy of the pretrained weights, and a batch of photos tunes together (the loss of the
+moments and step count) left by photos 0..k-1: ``FinetuneConfig.sequential_generator=True``
+reproduces that by running the photos one at a time in order, carrying the state. By default every
+photo tunes its own copy of the pretrained weights, and a batch of photos tunes together (the loss of the
 batch is the sum of the photos' losses, so each photo's gradient is its own).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
+from jaxprotect.methods.clip2protect.config import ExecutionConfig, FinetuneConfig
 from jaxprotect.methods.clip2protect.generator import Synthesis
 from jaxprotect.ops.resize import interpolate
 
@@ -38,9 +38,9 @@ class FinetuneState(NamedTuple):
     opt_state: Any
 
 
-def finetune_optimizer(cfg: Clip2ProtectConfig) -> optax.GradientTransformation:
+def finetune_optimizer(cfg: FinetuneConfig) -> optax.GradientTransformation:
     """``optim.Adam(G.parameters(), lr=5e-4)``: betas (0.9, 0.999), eps 1e-8, no weight decay."""
-    return optax.adam(cfg.finetune_lr, b1=cfg.finetune_betas[0], b2=cfg.finetune_betas[1], eps=cfg.finetune_eps)
+    return optax.adam(cfg.lr, b1=cfg.betas[0], b2=cfg.betas[1], eps=cfg.eps)
 
 
 def draw_noise(key, synthesis: Synthesis) -> list:
@@ -50,22 +50,22 @@ def draw_noise(key, synthesis: Synthesis) -> list:
     return [jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, synthesis.noise_shapes)]
 
 
-def resize_for_loss(images, cfg: Clip2ProtectConfig):
-    """``F.interpolate(images, size=cfg.finetune_size)`` in ``cfg.finetune_resize`` mode (upstream:
-    nearest, PyTorch's legacy index rule): [N, H, W, 3] -> [N, s, s, 3], values untouched."""
-    if images.shape[1] == cfg.finetune_size and images.shape[2] == cfg.finetune_size:
+def resize_for_loss(images, cfg: FinetuneConfig):
+    """``F.interpolate(images, size=cfg.size)`` in ``cfg.resize`` mode (upstream: nearest,
+    PyTorch's legacy index rule): [N, H, W, 3] -> [N, s, s, 3], values untouched."""
+    if images.shape[1] == cfg.size and images.shape[2] == cfg.size:
         return images
-    return interpolate(images, cfg.finetune_size, mode=cfg.finetune_resize, align_corners=False)
+    return interpolate(images, cfg.size, mode=cfg.resize, align_corners=False)
 
 
-def loss_stride(size: int, cfg: Clip2ProtectConfig) -> int:
+def loss_stride(size: int, cfg: FinetuneConfig) -> int:
     """s when the loss resize keeps exactly the generator pixels (s*i, s*j), else 1.
 
-    PyTorch's legacy nearest rule reads source index floor(i * size / finetune_size): for an
+    PyTorch's legacy nearest rule reads source index floor(i * size / cfg.size): for an
     integer ratio s that is s*i, so the loss only sees every s-th row and column and the last
-    generator block need not compute the others (``cfg.finetune_strided``)."""
-    if cfg.finetune_strided and cfg.finetune_resize == "nearest" and size % cfg.finetune_size == 0:
-        return size // cfg.finetune_size
+    generator block need not compute the others (``cfg.strided``)."""
+    if cfg.strided and cfg.resize == "nearest" and size % cfg.size == 0:
+        return size // cfg.size
     return 1
 
 
@@ -74,13 +74,13 @@ def broadcast_params(params, batch: int):
     return jax.tree.map(lambda p: jnp.broadcast_to(p, (batch,) + p.shape).copy(), params)
 
 
-def init_finetune(params_batched, cfg: Clip2ProtectConfig) -> FinetuneState:
+def init_finetune(params_batched, cfg: FinetuneConfig) -> FinetuneState:
     """Fine-tuning state for per-photo params (leading axis B): one fresh Adam per photo (moments
     and step count carry the photo axis too)."""
     return FinetuneState(params_batched, jax.vmap(finetune_optimizer(cfg).init)(params_batched))
 
 
-def make_finetune_step(synthesis: Synthesis, lpips_apply: Callable, cfg: Clip2ProtectConfig):
+def make_finetune_step(synthesis: Synthesis, lpips_apply: Callable, cfg: FinetuneConfig, ex: ExecutionConfig):
     """``step(state, w [B, L, 512], noise, real [B, s, s, 3], lpips_params) -> (state, loss [B])``.
 
     ``real`` is the photo in [-1, 1] already resized by :func:`resize_for_loss` (upstream resizes
@@ -91,12 +91,12 @@ def make_finetune_step(synthesis: Synthesis, lpips_apply: Callable, cfg: Clip2Pr
     stride = loss_stride(synthesis.size, cfg)
 
     def batch_loss(params, w, noise, real, lpips_params):
-        raw = synthesis.images(params, w, noise, per_photo_params=True, batching=cfg.generator_batching,
-                               remat=cfg.remat, output_stride=stride)
+        raw = synthesis.images(params, w, noise, per_photo_params=True, batching=ex.generator_batching,
+                               remat=ex.remat, output_stride=stride)
         img = resize_for_loss(raw, cfg)
         percept = lpips_apply(lpips_params, img, real)
         mse = jnp.mean((img - real) ** 2, axis=(1, 2, 3))
-        losses = percept + cfg.finetune_mse_weight * mse
+        losses = percept + cfg.mse_weight * mse
         return jnp.sum(losses), losses
 
     def step(state: FinetuneState, w, noise, real, lpips_params):

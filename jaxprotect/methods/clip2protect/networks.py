@@ -4,29 +4,10 @@ from __future__ import annotations
 from jaxprotect.methods.clip2protect.config import FR_MODELS, Clip2ProtectConfig
 from jaxprotect.methods.clip2protect.generator import from_stylegan2
 from jaxprotect.methods.clip2protect.pipeline import Networks
-from jaxprotect.methods.clip2protect.search import Recogniser
+from jaxprotect.recognition import from_network
+from jaxprotect.runtime import release_memory
 
-__all__ = ["build_networks", "load_networks", "release_memory"]
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS, so a network dropped between
-    stages (e4e after the inversion) or the compiler's working memory stops counting in the RSS:
-    glibc ``malloc_trim(0)``, or with jemalloc preloaded (see the README) a purge of all arenas."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        process = ctypes.CDLL(None)
-    except OSError:
-        return
-    mallctl = getattr(process, "mallctl", None)
-    if mallctl is not None:  # jemalloc: MALLCTL_ARENAS_ALL = 4096
-        mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0))
-    trim = getattr(process, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
+__all__ = ["clip_vision", "build_networks", "load_networks"]
 
 
 def clip_vision(clip, preprocess: str):
@@ -54,7 +35,7 @@ def clip_vision(clip, preprocess: str):
 
 def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectConfig, e4e=None) -> Networks:
     """``generator``: :class:`~jaxprotect.models.stylegan2.StyleGAN2`; ``lpips``: LPIPS-VGG
-    (:class:`~jaxprotect.models.lpips.LPIPS`, may be None with ``skip_finetune``); ``clip``:
+    (:class:`~jaxprotect.models.lpips.LPIPS`, may be None when stage 1 does not run); ``clip``:
     :class:`~jaxprotect.models.clip.CLIP`; ``recognisers``: {name: :class:`~jaxprotect.network.Network`}
     for ir152, irse50, facenet, mobileface; ``e4e``: :class:`~jaxprotect.models.e4e.E4E` or None.
     The text features of (``cfg.source_text``, ``cfg.prompt``) are computed here, once."""
@@ -63,8 +44,8 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
     missing = [m for m in FR_MODELS if m not in recognisers]
     if missing:
         raise ValueError(f"CLIP2Protect needs all four recognisers; missing: {', '.join(missing)}")
-    vision_params, clip_features = clip_vision(clip, cfg.clip_preprocess)
-    recs = {n: Recogniser(n, net.apply, int(net.input_size[0])) for n, net in recognisers.items()}
+    vision_params, clip_features = clip_vision(clip, cfg.search.clip_preprocess)
+    recs = {n: from_network(net) for n, net in recognisers.items()}
     return Networks(
         synthesis=from_stylegan2(generator),
         g_params=generator.params,
@@ -75,7 +56,7 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
         clip_features=clip_features,
         clip_nce=nce_loss_from_features,
         clip_params=vision_params,
-        text=precompute_text_features(clip, cfg.source_text, cfg.prompt),
+        text=precompute_text_features(clip, cfg.search.source_text, cfg.search.prompt),
         e4e=e4e,
     )
 
@@ -89,7 +70,7 @@ def load_networks(paths: dict, cfg: Clip2ProtectConfig, with_e4e: bool = True, g
 
     g = generator if generator is not None else load_network("stylegan2", paths["stylegan2"])
     e4e = load_network("e4e", paths["e4e"]) if with_e4e else None
-    lpips = None if cfg.skip_finetune else load_network("lpips_vgg", paths["lpips_vgg"])
+    lpips = load_network("lpips_vgg", paths["lpips_vgg"]) if cfg.finetune.runs else None
     clip = load_network("clip", paths["clip"])
     recs = {n: load_network(n, paths[n]) for n in FR_MODELS}
     nets = build_networks(g, lpips, clip, recs, cfg, e4e=e4e)

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxprotect.face_conventions import box_slices
 from jaxprotect.ops.resize import interpolation_matrix
 
-__all__ = ["clamp_torch", "to_unit_interval", "cos_simi", "box_slices", "crop_resize_matrices", "crop_resize"]
+__all__ = ["clamp_torch", "to_unit_interval", "cos_simi", "crop_resize_matrices", "crop_resize"]
 
 
 @jax.custom_vjp
@@ -53,28 +54,6 @@ def cos_simi(emb, ref):
     return jnp.sum(ref * emb, axis=-1) / jnp.linalg.norm(ref, axis=-1) / jnp.linalg.norm(emb, axis=-1)
 
 
-def _round_half_even(v: float) -> int:
-    return int(round(float(v)))  # Python's round: banker's rounding, as upstream
-
-
-def box_slices(box, margin: int, height: int, width: int) -> tuple[int, int, int, int]:
-    """Rows/cols of upstream's crop ``img[:, :, round(y1)-m : round(y2)+m, round(x1)-m : round(x2)+m]``.
-
-    ``box`` = (x1, y1, x2, y2) floats (MTCNN). Python ``round`` (half to even) as upstream. Returns
-    (r0, r1, c0, c1) clipped to the image; upstream would wrap a negative start around (and then
-    fail on an empty crop), so the clip only changes cases the original cannot run.
-    Raises ValueError for an empty crop.
-    """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    r0, r1 = _round_half_even(y1) - margin, _round_half_even(y2) + margin
-    c0, c1 = _round_half_even(x1) - margin, _round_half_even(x2) + margin
-    r0, r1 = max(0, r0), min(height, r1)
-    c0, c1 = max(0, c0), min(width, c1)
-    if r1 <= r0 or c1 <= c0:
-        raise ValueError(f"face box {tuple(box)} with margin {margin} gives an empty crop of a {height}x{width} image")
-    return r0, r1, c0, c1
-
-
 def crop_resize_matrices(box, margin: int, height: int, width: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows [out, height], cols [out, width]) float32 matrices such that
     ``rows @ x @ cols.T`` = ``F.interpolate(x[r0:r1, c0:c1], out_size, bilinear, align_corners=False)``.
@@ -82,7 +61,7 @@ def crop_resize_matrices(box, margin: int, height: int, width: int, out_size: in
     The bilinear weights are PyTorch's (:func:`jaxprotect.ops.resize.interpolation_matrix`) placed
     at the crop's offset; zeros elsewhere. Host-side numpy, one pair per photo and input size.
     """
-    r0, r1, c0, c1 = box_slices(box, margin, height, width)
+    r0, r1, c0, c1 = box_slices(box, (height, width), margin)
     rows = np.zeros((out_size, height), np.float32)
     cols = np.zeros((out_size, width), np.float32)
     rows[:, r0:r1] = interpolation_matrix(r1 - r0, out_size, "bilinear", False)

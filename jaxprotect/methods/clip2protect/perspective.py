@@ -16,7 +16,8 @@ tensor that is, in torchvision:
    when ``fill`` is 0. All of that is reproduced here.
 
 The corner draw cannot match torch's RNG stream; everything after it is deterministic, and the
-corners can be passed in (:func:`perspective_coeffs` + :func:`warp_perspective`) to replay a run.
+corners can be passed in (:func:`perspective_coeffs` + :func:`warp_perspective`) to replay a run:
+the search step takes the coefficients of each step's warp as an input.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["endpoint_bands", "start_points", "random_endpoints", "perspective_coeffs", "warp_perspective",
+           "random_coeffs",
            "random_perspective"]
 
 
@@ -124,6 +126,13 @@ def warp_perspective(image, coeffs, fill: float = 0.0):
     return values * mask + (1.0 - mask) * fill
 
 
+def random_coeffs(key, height: int, width: int, distortion_scale: float = 0.5) -> jnp.ndarray:
+    """The coefficients [8] of one RandomPerspective draw: corners from ``key``
+    (:func:`random_endpoints`), then :func:`perspective_coeffs`."""
+    ends = random_endpoints(key, height, width, distortion_scale)
+    return perspective_coeffs(start_points(height, width), ends, height, width)
+
+
 def random_perspective(key, image, distortion_scale: float = 0.5, fill: float = 0.0):
     """``RandomPerspective(distortion_scale, p=1, BILINEAR, fill)(image)`` with corners drawn from ``key``.
 
@@ -131,5 +140,4 @@ def random_perspective(key, image, distortion_scale: float = 0.5, fill: float = 
     the warped image, same shape and range convention as the input.
     """
     h, w = image.shape[-3], image.shape[-2]
-    ends = random_endpoints(key, h, w, distortion_scale)
-    return warp_perspective(image, perspective_coeffs(start_points(h, w), ends, h, w), fill)
+    return warp_perspective(image, random_coeffs(key, h, w, distortion_scale), fill)

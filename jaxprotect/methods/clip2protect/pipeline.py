@@ -2,10 +2,11 @@
 adversarial latent search, evaluation on the held-out recogniser.
 
 Photos are batched: per-photo arrays carry a leading axis B, the stages are jit-compiled and
-wrapped in ``shard_map`` over a 1-D device mesh (:mod:`sharding`), so B photos spread over the
-devices; on one device the mesh has one entry. Each photo's randomness comes only from its own
-key (noise maps: ``fold_in(key, 0)``; augmentation of step i: ``fold_in(fold_in(key, 1), i)``),
-so a photo gets the same result alone or in any batch.
+wrapped in ``shard_map`` over a 1-D device mesh (:mod:`jaxprotect.runtime`), so B photos spread
+over the devices; on one device the mesh has one entry. Each photo's randomness comes only from
+its own key (noise maps: ``fold_in(key, 0)``; the RandomPerspective of step i:
+:func:`search.step_perspective` of ``fold_in(key, 1)``), so a photo gets the same result alone or
+in any batch, and every draw can be passed in instead (``noise=``, ``perspective=``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
+from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig, ExecutionConfig, FinetuneConfig, SearchConfig
 from jaxprotect.methods.clip2protect.finetune import (
     broadcast_params,
     draw_noise,
@@ -29,25 +30,20 @@ from jaxprotect.methods.clip2protect.generator import Synthesis
 from jaxprotect.methods.clip2protect.inversion import invert, photo_to_unit
 from jaxprotect.methods.clip2protect.ops import crop_resize, crop_resize_matrices
 from jaxprotect.methods.clip2protect.search import (
-    Recogniser,
     SearchInputs,
     SearchModels,
     init_state,
     make_evaluate,
     make_source_image,
     make_step,
+    noise_split,
+    step_perspective,
 )
-from jaxprotect.methods.clip2protect.sharding import (
-    batch_mesh,
-    compiled,
-    over_batch,
-    pad_batch,
-    padded_size,
-    put_batched,
-    put_replicated,
-)
+from jaxprotect.recognition import Recogniser
+from jaxprotect.runtime import batch_mesh, compiled, over_batch, pad_batch, padded_size, put_batched, put_replicated
 
-__all__ = ["Networks", "face_embeddings", "fr_matrices", "photo_keys", "protect_batch", "finetune_batch"]
+__all__ = ["Networks", "face_embeddings", "fr_matrices", "draw_photo_noise", "draw_perspectives", "search_setup",
+           "protect_batch", "finetune_batch", "batching_mode"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -55,8 +51,8 @@ class Networks:
     """Everything CLIP2Protect runs, static parts and params.
 
     ``synthesis`` + ``g_params`` (pretrained generator); ``lpips_apply(params, a, b) -> [N]`` +
-    ``lpips_params``; ``recognisers`` {name: :class:`Recogniser`} (the 3 surrogates and the victim)
-    + ``fr_params``; ``clip_features(clip_params, images01) -> [A, D]`` and
+    ``lpips_params``; ``recognisers`` {name: :class:`~jaxprotect.recognition.Recogniser`} (the 3
+    surrogates and the victim) + ``fr_params``; ``clip_features(clip_params, images01) -> [A, D]`` and
     ``clip_nce(text, source [1, D], target [A, D]) -> scalar`` (see :class:`SearchModels`) +
     ``clip_params`` + ``text`` (text features, computed once per prompt pair);
     ``e4e(images [N, 256, 256, 3] in [-1, 1]) -> W+`` (may be None when codes are given).
@@ -81,11 +77,6 @@ class Networks:
     def shared(self) -> dict:
         """The replicated params of the search step."""
         return {"fr": self.fr_params, "clip": self.clip_params, "text": self.text}
-
-
-def photo_keys(key, indices) -> jax.Array:
-    """Per-photo keys ``fold_in(key, index)`` for integer photo identifiers."""
-    return jnp.stack([jax.random.fold_in(key, int(i)) for i in indices])
 
 
 def fr_matrices(boxes, margin: int, height: int, width: int, sizes) -> tuple[dict, dict]:
@@ -114,25 +105,73 @@ def face_embeddings(nets: Networks, photo_uint8, box, margin: int, names=None) -
     out = {}
     for name in names or nets.recognisers:
         rec = nets.recognisers[name]
-        rows, cols = crop_resize_matrices(box, margin, h, w, rec.input_size)
+        rows, cols = crop_resize_matrices(box, margin, h, w, rec.side)
         out[name] = _embed(rec, nets.fr_params[name], x01, rows, cols)
     return out
 
 
-def _real_images(photos_uint8, cfg):
+def _real_images(photos_uint8, cfg: FinetuneConfig):
     """``Normalize(0.5, 0.5)(ToTensor(photo))`` resized for the tuning loss: [B, s, s, 3] in [-1, 1]."""
     real = (photo_to_unit(np.asarray(photos_uint8)) - np.float32(0.5)) / np.float32(0.5)
     return resize_for_loss(jnp.asarray(real), cfg)
 
 
-def _noise_batch(keys, synthesis: Synthesis) -> list:
+def draw_photo_noise(keys, synthesis: Synthesis) -> list:
+    """The stage-1 noise maps of B photos, as the pipeline draws them when none are given: a list of
+    [B, *shape] arrays, photo b's from ``draw_noise(fold_in(keys[b], 0))``."""
     per_photo = [draw_noise(jax.random.fold_in(k, 0), synthesis) for k in keys]
     return [jnp.stack([p[i] for p in per_photo]) for i in range(len(synthesis.noise_shapes))]
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _perspectives(keys, steps, cfg: SearchConfig, height: int, width: int):
+    aug = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    per_step = lambda i: jax.vmap(lambda k: step_perspective(k, i, cfg, height, width))(aug)  # noqa: E731
+    return jax.vmap(per_step)(steps)
+
+
+def draw_perspectives(keys, cfg: SearchConfig, size: int) -> jax.Array:
+    """The RandomPerspective coefficients of every search step, as the pipeline draws them when
+    none are given: [steps, B, num_aug, 8] for photos with ``keys`` [B] and images of side ``size``
+    (zeros when ``cfg.augment`` is off)."""
+    if not cfg.augment:
+        return jnp.zeros((cfg.steps, len(keys), cfg.num_aug, 8), jnp.float32)
+    return _perspectives(jnp.asarray(keys), jnp.arange(cfg.steps), cfg, size, size)
+
+
+def batching_mode(ex: ExecutionConfig, mesh) -> str:
+    """How photos with per-photo generator weights are batched: ``ex.generator_batching``, where
+    "auto" is "loop" on a single CPU device (each photo runs the batch-1 program in turn: XLA's CPU
+    backend runs per-photo weights as grouped convolutions, 4-5x slower per photo at 1024, and
+    differentiating weights through ``lax.map`` is slower still) and "vmap" otherwise."""
+    mode = ex.generator_batching
+    if mode != "auto":
+        return mode
+    single_cpu = jax.default_backend() == "cpu" and (mesh is None or mesh.devices.size == 1)
+    return "loop" if single_cpu else "vmap"
 
 
 def _tick(progress, stage, done, total):
     if progress is not None:
         progress(stage, done, total)
+
+
+@functools.lru_cache(maxsize=16)
+def _finetune_fn(synthesis, lpips_apply, cfg: FinetuneConfig, ex: ExecutionConfig, mesh):
+    """The compiled tuning step (cached by the sections it reads and the mesh)."""
+    step = make_finetune_step(synthesis, lpips_apply, cfg, ex)
+    return over_batch(step, mesh, (True, True, True, True, False), donate=(0,))
+
+
+@functools.lru_cache(maxsize=16)
+def _search_fns(models, cfg: SearchConfig, ex: ExecutionConfig, per_photo, mesh):
+    """(source image, step, evaluate), compiled over the mesh (cached by the sections they read)."""
+    gb = per_photo
+    return (
+        over_batch(make_source_image(models, cfg, ex, per_photo), mesh, (gb, True, True, False)),
+        over_batch(make_step(models, cfg, ex, per_photo), mesh, (True, True, gb, False, False, True), donate=(0,)),
+        over_batch(make_evaluate(models, cfg, ex, per_photo), mesh, (True, True, gb, False, False, True)),
+    )
 
 
 def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, mesh=None, progress=None,
@@ -141,113 +180,63 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
 
     Default: each photo tunes its own copy of ``nets.g_params`` (batched over the mesh, or one
     photo after the other with :func:`batching_mode` "loop").
-    ``cfg.sequential_generator``: photos one by one in order, each starting from the generator
-    and Adam state left by the previous one (``carry``, None = pretrained weights, fresh Adam);
-    the returned carry continues the chain into the next batch.
+    ``cfg.finetune.sequential_generator``: photos one by one in order, each starting from the
+    generator and Adam state left by the previous one (``carry``, None = pretrained weights, fresh
+    Adam); the returned carry continues the chain into the next batch.
     """
+    ft, ex = cfg.finetune, cfg.execution
     b = w0.shape[0]
-    if cfg.sequential_generator:
+    if ft.sequential_generator:
         one = batch_mesh(jax.devices()[:1])
-        run = _finetune_fn(nets.synthesis, nets.lpips_apply, _finetune_key(cfg), one)
-        state = carry if carry is not None else init_finetune(broadcast_params(nets.g_params, 1), cfg)
+        run = _finetune_fn(nets.synthesis, nets.lpips_apply, ft, ex, one)
+        state = carry if carry is not None else init_finetune(broadcast_params(nets.g_params, 1), ft)
         state = put_batched(state, one)
         lp = put_replicated(nets.lpips_params, one)
         params, curves = [], []
         for i in range(b):
             losses = []
             x = put_batched((w0[i:i + 1], [n[i:i + 1] for n in noise], real[i:i + 1]), one)
-            for t in range(cfg.finetune_steps):
+            for t in range(ft.steps):
                 state, loss = compiled(run, state, *x, lp)(state, *x, lp)
                 losses.append(np.asarray(loss)[0])
-                _tick(progress, "fine-tune", i * cfg.finetune_steps + t + 1, b * cfg.finetune_steps)
+                _tick(progress, "fine-tune", i * ft.steps + t + 1, b * ft.steps)
             params.append(jax.tree.map(jnp.copy, state.params))  # the state's buffers are donated next step
             curves.append(losses)
         stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *params)
-        return stacked, np.asarray(curves, np.float32).reshape(b, cfg.finetune_steps), state
+        return stacked, np.asarray(curves, np.float32).reshape(b, ft.steps), state
     mesh = mesh or batch_mesh(jax.devices()[:1])
-    if b > 1 and batching_mode(cfg, mesh) == "loop":
+    if b > 1 and batching_mode(ex, mesh) == "loop":
         parts = []
         for i in range(b):
             sl = slice(i, i + 1)
             step_progress = None if progress is None else (
-                lambda st, d, t, i=i: progress(st, i * cfg.finetune_steps + d, b * cfg.finetune_steps))
+                lambda st, d, t, i=i: progress(st, i * ft.steps + d, b * ft.steps))
             parts.append(finetune_batch(nets, w0[sl], [n[sl] for n in noise], real[sl], cfg, mesh=mesh,
                                         progress=step_progress)[:2])
         params = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p[0] for p in parts])
         return params, np.concatenate([p[1] for p in parts]), None
     size = padded_size(b, mesh)
-    fn = _finetune_fn(nets.synthesis, nets.lpips_apply, _finetune_key(cfg), mesh)
-    state = init_finetune(broadcast_params(nets.g_params, size), cfg)
+    fn = _finetune_fn(nets.synthesis, nets.lpips_apply, ft, ex, mesh)
+    state = init_finetune(broadcast_params(nets.g_params, size), ft)
     state = put_batched(state, mesh)
     w_, noise_, real_ = put_batched(pad_batch((w0, list(noise), real), b, size), mesh)
     lp = put_replicated(nets.lpips_params, mesh)
     losses = []
-    for t in range(cfg.finetune_steps):
+    for t in range(ft.steps):
         state, loss = compiled(fn, state, w_, noise_, real_, lp)(state, w_, noise_, real_, lp)
         losses.append(np.asarray(loss)[:b])
-        _tick(progress, "fine-tune", t + 1, cfg.finetune_steps)
+        _tick(progress, "fine-tune", t + 1, ft.steps)
     params = jax.tree.map(lambda p: p[:b], state.params)
     return params, np.stack(losses, axis=1) if losses else np.zeros((b, 0), np.float32), None
 
 
-_FINETUNE_FIELDS = ("finetune_lr", "finetune_betas", "finetune_eps", "finetune_size", "finetune_resize",
-                    "finetune_mse_weight", "remat", "generator_batching", "finetune_strided")
-_SEARCH_IRRELEVANT = ("finetune_steps", "finetune_lr", "finetune_betas", "finetune_eps", "finetune_size",
-                      "finetune_resize", "finetune_mse_weight", "skip_finetune", "sequential_generator", "steps",
-                      "final_image", "far", "finetune_strided")
-
-
-def _finetune_key(cfg: Clip2ProtectConfig) -> Clip2ProtectConfig:
-    """``cfg`` with every field the tuning step does not read set to its default (compile-cache key)."""
-    keep = {f: getattr(cfg, f) for f in _FINETUNE_FIELDS}
-    return Clip2ProtectConfig(**keep)
-
-
-def _search_key(cfg: Clip2ProtectConfig) -> Clip2ProtectConfig:
-    """``cfg`` with the fields the compiled search functions do not read reset (compile-cache key)."""
-    default = Clip2ProtectConfig()
-    return dataclasses.replace(cfg, **{f: getattr(default, f) for f in _SEARCH_IRRELEVANT})
-
-
-@functools.lru_cache(maxsize=16)
-def _finetune_fn(synthesis, lpips_apply, cfg, mesh):
-    """The compiled tuning step (cached: one compilation per configuration and mesh)."""
-    step = make_finetune_step(synthesis, lpips_apply, cfg)
-    return over_batch(step, mesh, (True, True, True, True, False), donate=(0,))
-
-
-@functools.lru_cache(maxsize=16)
-def _search_fns(models, cfg, per_photo, mesh):
-    """(source image, step, evaluate), compiled over the mesh (cached per configuration)."""
-    gb = per_photo
-    return (
-        over_batch(make_source_image(models, cfg, per_photo), mesh, (gb, True, True, False)),
-        over_batch(make_step(models, cfg, per_photo), mesh, (True, True, gb, False, False), donate=(0,)),
-        over_batch(make_evaluate(models, cfg, per_photo), mesh, (True, True, gb, False, False)),
-    )
-
-
-def _final_noise(state, noise, synthesis, cfg, b) -> list:
+def _final_noise(state, noise, synthesis, cfg: SearchConfig, b) -> list:
     """All noise maps after the search: the optimised ones from the state, the others as drawn."""
-    from jaxprotect.methods.clip2protect.search import noise_split
-
     opt_idx, _ = noise_split(synthesis, cfg)
     out = [np.asarray(n)[:b] for n in noise]
     for j, i in enumerate(opt_idx):
         out[i] = np.asarray(state.noise_opt[j])[:b]
     return out
-
-
-def batching_mode(cfg: Clip2ProtectConfig, mesh) -> str:
-    """How photos with per-photo generator weights are batched: ``cfg.generator_batching``, where
-    "auto" is "loop" on a single CPU device (each photo runs the batch-1 program in turn: XLA's CPU
-    backend runs per-photo weights as grouped convolutions, 4-5x slower per photo at 1024, and
-    differentiating weights through ``lax.map`` is slower still) and "vmap" otherwise."""
-    mode = cfg.generator_batching
-    if mode != "auto":
-        return mode
-    single_cpu = jax.default_backend() == "cpu" and (mesh is None or mesh.devices.size == 1)
-    return "loop" if single_cpu else "vmap"
 
 
 def _concat(parts: list):
@@ -270,6 +259,8 @@ def protect_batch(
     cfg: Clip2ProtectConfig,
     *,
     w0=None,
+    noise=None,
+    perspective=None,
     mesh=None,
     progress: Callable | None = None,
     finetune_carry=None,
@@ -280,15 +271,18 @@ def protect_batch(
     face boxes (x1, y1, x2, y2) in that frame; ``keys`` [B] per-photo PRNG keys; ``target_emb``
     {name: [B, D]} target embeddings for all four recognisers; ``eval_emb`` [B, D] the victim's
     embedding of the evaluation photo (upstream ``target_eval``). ``w0``: e4e codes [B, L, 512]
-    (computed with ``nets.e4e`` when None). ``mesh``: a :func:`sharding.batch_mesh` (default: the
+    (computed with ``nets.e4e`` when None). Random draws, each taken from ``keys`` when not given:
+    ``noise`` the stage-1 noise maps (a list of [B, *shape], :func:`draw_photo_noise`) and
+    ``perspective`` the CLIP views' RandomPerspective coefficients [steps, B, num_aug, 8]
+    (:func:`draw_perspectives`). ``mesh``: a :func:`jaxprotect.runtime.batch_mesh` (default: the
     first device). ``progress(stage, done, total)`` is called after every step.
 
     Returns a dict of host arrays: ``protected`` [B, S, S, 3] in [0, 1] (the result),
     ``reconstruction`` [B, S, S, 3] (G(w0) after tuning), ``w0``, ``w`` [B, L, 512] (final
     state), ``noise`` (every map after the search), ``loss`` {term: [B, steps]} (each step's
-    forward; the last entry is the evaluated forward), ``finetune_loss`` [B, finetune_steps],
+    forward; the last entry is the evaluated forward), ``finetune_loss`` [B, finetune steps],
     ``final_sim`` {name: [B]}, ``victim_sim`` [B], plus ``finetune_carry`` for
-    :attr:`Clip2ProtectConfig.sequential_generator`.
+    :attr:`FinetuneConfig.sequential_generator`.
     """
     photos_uint8 = np.asarray(photos_uint8)
     b, s = photos_uint8.shape[0], nets.synthesis.size
@@ -300,20 +294,25 @@ def protect_batch(
         w0 = invert(nets.e4e, photos_uint8)
         _tick(progress, "inversion", 1, 1)
     w0 = jnp.asarray(w0, jnp.float32)
-    noise = _noise_batch(keys, nets.synthesis)
+    noise = draw_photo_noise(keys, nets.synthesis) if noise is None else [jnp.asarray(n, jnp.float32) for n in noise]
+    if perspective is None:
+        perspective = draw_perspectives(keys, cfg.search, s)
+    perspective = jnp.asarray(perspective, jnp.float32)
+    if perspective.shape[:2] != (cfg.search.steps, b):
+        raise ValueError(f"perspective must be [steps={cfg.search.steps}, B={b}, num_aug, 8], got {perspective.shape}")
     mesh = mesh or batch_mesh(jax.devices()[:1])
 
-    if cfg.skip_finetune or cfg.finetune_steps == 0:
+    if not cfg.finetune.runs:
         g_params, per_photo, ft_losses, carry = nets.g_params, False, np.zeros((b, 0), np.float32), finetune_carry
     else:
-        real = _real_images(photos_uint8, cfg)
+        real = _real_images(photos_uint8, cfg.finetune)
         g_params, ft_losses, carry = finetune_batch(nets, w0, noise, real, cfg, mesh=mesh, progress=progress,
                                                     carry=finetune_carry)
         per_photo = True
 
     args = (photos_uint8, np.asarray(boxes), keys, {k: jnp.asarray(v) for k, v in target_emb.items()},
-            jnp.asarray(eval_emb), w0, noise, g_params)
-    if per_photo and batching_mode(cfg, mesh) == "loop":
+            jnp.asarray(eval_emb), w0, noise, g_params, jnp.swapaxes(perspective, 0, 1))
+    if per_photo and batching_mode(cfg.execution, mesh) == "loop":
         one = batch_mesh(jax.devices()[:1])
         parts = []
         for i in range(b):
@@ -327,63 +326,88 @@ def protect_batch(
     return result
 
 
-def _search(nets, cfg, photos_uint8, boxes, keys, target_emb, eval_emb, w0, noise, g_params, per_photo, mesh,
-            progress, part):
-    """Stage 2 for a batch whose photos run together (see :func:`protect_batch`)."""
+def _constant_inputs(nets: Networks, sc: SearchConfig, photos_uint8, boxes, keys) -> dict:
+    """The search inputs that depend only on the photos: FR crop matrices, the source embeddings
+    (when dodging) and the augmentation keys."""
     b, s = photos_uint8.shape[0], nets.synthesis.size
+    rows, cols = fr_matrices(boxes, sc.margin, s, s, [r.side for r in nets.recognisers.values()])
+    source_emb = {}
+    if not sc.impersonate:
+        per = [face_embeddings(nets, photos_uint8[i], boxes[i], sc.margin, sc.surrogates) for i in range(b)]
+        source_emb = {n: jnp.stack([p[n] for p in per]) for n in sc.surrogates}
+    return dict(rows=rows, cols=cols, source_emb=source_emb, key=jnp.stack([jax.random.fold_in(k, 1) for k in keys]))
+
+
+def search_setup(nets: Networks, photos_uint8, boxes, keys, target_emb: dict, eval_emb, cfg: SearchConfig, *, w0,
+                 noise=None, g_params=None):
+    """Everything :func:`search.make_step`'s step takes, for driving the search by hand:
+    ``(state, inputs, g_params, shared)`` for B photos on the default device.
+
+    Arguments as :func:`protect_batch` (``cfg`` is the search section); ``noise`` defaults to
+    :func:`draw_photo_noise` of ``keys``; ``g_params`` to the pretrained (shared) generator
+    weights (pass ``per_photo_params=True`` to ``make_step`` for fine-tuned per-photo weights).
+    """
+    photos_uint8 = np.asarray(photos_uint8)
+    keys = jnp.asarray(keys)
+    w0 = jnp.asarray(w0, jnp.float32)
+    noise = draw_photo_noise(keys, nets.synthesis) if noise is None else [jnp.asarray(n, jnp.float32) for n in noise]
+    per_photo = g_params is not None
+    g_params = nets.g_params if g_params is None else g_params
+    models = nets.search_models
+    source = jax.jit(make_source_image(models, cfg, ExecutionConfig(), per_photo))
+    _, source_feat = source(g_params, w0, noise, nets.clip_params)
+    const = _constant_inputs(nets, cfg, photos_uint8, np.asarray(boxes), keys)
+    inputs = SearchInputs(w0=w0, noise=tuple(noise), source_feat=source_feat,
+                          target_emb={k: jnp.asarray(v) for k, v in target_emb.items()},
+                          eval_emb=jnp.asarray(eval_emb), **const)
+    return init_state(inputs, nets.synthesis, cfg), inputs, g_params, nets.shared()
+
+
+def _search(nets, cfg: Clip2ProtectConfig, photos_uint8, boxes, keys, target_emb, eval_emb, w0, noise, g_params,
+            perspective, per_photo, mesh, progress, part):
+    """Stage 2 for a batch whose photos run together (see :func:`protect_batch`); ``perspective``
+    is photo-major here: [B, steps, num_aug, 8]."""
+    sc, ex = cfg.search, cfg.execution
+    b = photos_uint8.shape[0]
     size = padded_size(b, mesh)
     models = nets.search_models
-    sizes = [r.input_size for r in nets.recognisers.values()]
-    rows, cols = fr_matrices(boxes, cfg.margin, s, s, sizes)
-    source_emb = {}
-    if not cfg.impersonate:
-        per = [face_embeddings(nets, photos_uint8[i], boxes[i], cfg.margin, cfg.surrogates) for i in range(b)]
-        source_emb = {n: jnp.stack([p[n] for p in per]) for n in cfg.surrogates}
-    aug_keys = jnp.stack([jax.random.fold_in(k, 1) for k in keys])
+    const = _constant_inputs(nets, sc, photos_uint8, boxes, keys)
 
-    src_fn, step_fn, eval_fn = _search_fns(models, _search_key(cfg), per_photo, mesh)
+    src_fn, step_fn, eval_fn = _search_fns(models, sc, ex, per_photo, mesh)
 
     g_in = put_batched(pad_batch(g_params, b, size), mesh) if per_photo else put_replicated(g_params, mesh)
-    w0_p, noise_p = put_batched(pad_batch((w0, list(noise)), b, size), mesh)
+    w0_p, noise_p, persp_p = put_batched(pad_batch((w0, list(noise), perspective), b, size), mesh)
     shared = put_replicated(nets.shared(), mesh)
     src_args = (g_in, w0_p, noise_p, shared["clip"])
     source01, source_feat = compiled(src_fn, *src_args)(*src_args)
-    inputs = SearchInputs(
-        w0=w0_p,
-        noise=tuple(noise_p),
-        source_feat=source_feat,
-        rows=rows,
-        cols=cols,
-        target_emb=target_emb,
-        source_emb=source_emb,
-        eval_emb=eval_emb,
-        key=aug_keys,
-    )
+    inputs = SearchInputs(w0=w0_p, noise=tuple(noise_p), source_feat=source_feat, target_emb=target_emb,
+                          eval_emb=eval_emb, **const)
     inputs = inputs._replace(**{f: put_batched(pad_batch(getattr(inputs, f), b, size), mesh)
                                 for f in ("rows", "cols", "target_emb", "source_emb", "eval_emb", "key")})
-    state = put_batched(init_state(inputs, nets.synthesis, cfg), mesh)
+    state = put_batched(init_state(inputs, nets.synthesis, sc), mesh)
 
-    n_updates = cfg.steps - 1 if cfg.final_image == "pre_update" else cfg.steps
-    done, parts = part[0] * cfg.steps, part[1]
+    n_updates = sc.updates
+    done, parts = part[0] * sc.steps, part[1]
     curves = []
     for i in range(n_updates):
-        args = (state, inputs, g_in, shared, jnp.int32(i))
+        args = (state, inputs, g_in, shared, jnp.int32(i), persp_p[:, i])
         state, aux = compiled(step_fn, *args)(*args)
         curves.append(jax.tree.map(lambda a: np.asarray(a)[:b], aux))
-        _tick(progress, "search", done + i + 1, parts * cfg.steps)
-    args = (state, inputs, g_in, shared, jnp.int32(n_updates))
+        _tick(progress, "search", done + i + 1, parts * sc.steps)
+    last = min(n_updates, sc.steps - 1)  # post_update's extra forward reports its CLIP term on the last step's views
+    args = (state, inputs, g_in, shared, jnp.int32(n_updates), persp_p[:, last])
     image, aux = compiled(eval_fn, *args)(*args)
     final = jax.tree.map(lambda a: np.asarray(a)[:b], aux)
-    _tick(progress, "search", done + cfg.steps, parts * cfg.steps)
+    _tick(progress, "search", done + sc.steps, parts * sc.steps)
     curves.append({k: final[k] for k in ("loss", "l2", "adv", "clip", "sim")})
 
     loss = {k: np.stack([c[k] for c in curves], axis=1) for k in ("loss", "l2", "adv", "clip")}
-    loss["sim"] = {n: np.stack([c["sim"][n] for c in curves], axis=1) for n in cfg.surrogates}
+    loss["sim"] = {n: np.stack([c["sim"][n] for c in curves], axis=1) for n in sc.surrogates}
     return {
         "protected": np.asarray(image)[:b],
         "reconstruction": np.asarray(source01)[:b],
         "w": np.asarray(state.w)[:b],
-        "noise": _final_noise(state, noise, nets.synthesis, cfg, b),
+        "noise": _final_noise(state, noise, nets.synthesis, sc, b),
         "loss": loss,
         "final_sim": final["final_sim"],
         "victim_sim": final["victim_sim"],

@@ -2,8 +2,8 @@
 
 Run as a script (x64 must be enabled before JAX starts, so tests call it in a subprocess)::
 
-    python tests/_stylegan2_gradcheck.py small        # size-8 generator, rule weights
-    python tests/_stylegan2_gradcheck.py GOLDEN.npz   # the golden's generator (e.g. stylegan2_256)
+    python tests/helpers/stylegan2_gradcheck.py small        # size-8 generator, rule weights
+    python tests/helpers/stylegan2_gradcheck.py GOLDEN.npz   # the golden's generator (e.g. stylegan2_256)
 
 Loss: mean(image * R) for a fixed random R. Compares ``jax.grad`` with central differences at
 single coordinates of W+ and of two noise maps, and along one random direction in W+ and one
@@ -22,12 +22,12 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository (jaxprotect)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (helpers)
 
 from jaxprotect.models.stylegan2 import load_stylegan2  # noqa: E402
-from stylegan2_helpers import small_state_dict  # noqa: E402
-from weight_rule import rule_weights  # noqa: E402
+from helpers.stylegan2_helpers import small_state_dict  # noqa: E402
+from helpers.weight_rule import rule_weights  # noqa: E402
 
 EPS = 1e-7  # leaky-ReLU kinks make larger steps inexact along random directions
 

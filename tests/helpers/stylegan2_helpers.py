@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxprotect.models.stylegan2 import StyleGAN2Config, buffer_shapes, param_shapes
-from weight_rule import rule_for, rule_weights
+from helpers.weight_rule import rule_for, rule_weights
 
 SMALL = dict(size=8, style_dim=32, n_mlp=2)
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from weight_rule import draw, rule_for
+from helpers.weight_rule import draw, rule_for
 
 SIZE = 8
 FR_SIZES = {"ir152": 16, "irse50": 16, "facenet": 20, "mobileface": 16}
@@ -36,14 +36,14 @@ def stylegan2_rule_state_dict(size: int, channel_multiplier: int = 1, seed: int 
 @functools.lru_cache(maxsize=4)
 def small_networks(size: int = SIZE, text_templates: int = 3):
     """(Networks, generator) of the small configuration (built once per process)."""
-    from clip_helpers import tiny_openai_state_dict
-    from tiny_recogniser import TinyRecogniser
+    from helpers.clip_helpers import tiny_openai_state_dict
+    from helpers.tiny_recogniser import TinyRecogniser
 
     from jaxprotect.losses.clip_losses import nce_loss_from_features, precompute_text_features
     from jaxprotect.methods.clip2protect.generator import from_stylegan2
     from jaxprotect.methods.clip2protect.networks import clip_vision
     from jaxprotect.methods.clip2protect.pipeline import Networks
-    from jaxprotect.methods.clip2protect.search import Recogniser
+    from jaxprotect.recognition import Recogniser
     from jaxprotect.models.clip import load_clip
     from jaxprotect.models.lpips import LPIPSModule
     from jaxprotect.models.stylegan2 import load_stylegan2
@@ -60,7 +60,7 @@ def small_networks(size: int = SIZE, text_templates: int = 3):
     for i, (name, s) in enumerate(FR_SIZES.items()):
         fr_params[name] = random_params(lambda s=s: module.init(jax.random.key(0), jnp.zeros((1, s, s, 3)))["params"],
                                         seed=100 + i)
-        recs[name] = Recogniser(name, _tiny_apply(module), s)
+        recs[name] = Recogniser(name, _tiny_apply(module), (s, s))
 
     def lpips_apply(params, a, b):
         return lp.apply({"params": params}, a, b)
@@ -73,6 +73,43 @@ def small_networks(size: int = SIZE, text_templates: int = 3):
         clip_params=vision, text=text, e4e=None,
     )
     return nets, g
+
+
+def small_config(*, finetune_steps: int = 0, steps: int = 6, execution=None, **search):
+    """The CLIP2Protect config of the small configuration: the 8 px generator has 4 W+ rows and
+    noise maps of side 4, 8, 8, so rows 0..1 are frozen (upstream 0..7 of 18) and maps of side >= 8
+    stay fixed (upstream >= 512); fine-tuning compares at 16 px (upstream 256). ``finetune_steps``
+    0 skips stage 1; ``search`` overrides :class:`SearchConfig` fields."""
+    from jaxprotect.methods.clip2protect.config import (
+        Clip2ProtectConfig,
+        ExecutionConfig,
+        FinetuneConfig,
+        SearchConfig,
+    )
+
+    sc = dict(frozen_rows=2, noise_max_res=8)
+    sc.update(search)
+    return Clip2ProtectConfig(FinetuneConfig(steps=finetune_steps, size=16, skip=finetune_steps == 0),
+                              SearchConfig(steps=steps, **sc), execution or ExecutionConfig())
+
+
+def with_search(cfg, **fields):
+    """``cfg`` with ``fields`` of its search section replaced."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, **fields))
+
+
+def with_finetune(cfg, **fields):
+    """``cfg`` with ``fields`` of its fine-tuning section replaced."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, **fields))
+
+
+def photo_keys(seed: int, indices):
+    """Per-photo keys ``fold_in(key(seed), i)`` (the tests' stand-in for content keys)."""
+    return jnp.stack([jax.random.fold_in(jax.random.key(seed), int(i)) for i in indices])
 
 
 def random_params(init, seed: int, positive: str | None = None):
@@ -139,9 +176,9 @@ def fullsize_checkpoints(folder, size: int = 256):
     four recognisers at full size, all with golden-rule weights and written through their loaders."""
     from pathlib import Path
 
-    from clip_helpers import tiny_openai_state_dict
-    from conftest import load_golden
-    from weight_rule import rule_weights
+    from helpers.clip_helpers import tiny_openai_state_dict
+    from helpers.golden import load_golden
+    from helpers.weight_rule import rule_weights
 
     from jaxprotect.checkpoints.state_dict import flatten, save_flat
     from jaxprotect.models.e4e import n_styles_for

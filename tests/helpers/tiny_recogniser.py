@@ -5,7 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxprotect.methods.surrogates import Surrogate
+from jaxprotect.recognition import Recogniser
 
 
 class TinyRecogniser(nn.Module):
@@ -21,11 +21,11 @@ class TinyRecogniser(nn.Module):
 
 
 def tiny_surrogate(size: int = 32, seed: int = 0, dim: int = 32):
-    """(Surrogate, params) of a randomly initialised :class:`TinyRecogniser` taking ``size`` x ``size``."""
+    """(Recogniser, params) of a randomly initialised :class:`TinyRecogniser` taking ``size`` x ``size``."""
     module = TinyRecogniser(dim)
     params = jax.jit(module.init)(jax.random.key(seed), jnp.zeros((1, size, size, 3)))["params"]
 
     def apply(p, images):
         return module.apply({"params": p}, images)
 
-    return Surrogate(f"tiny{size}", apply, (size, size)), params
+    return Recogniser(f"tiny{size}", apply, (size, size)), params

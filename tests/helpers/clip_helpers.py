@@ -5,8 +5,8 @@ import functools
 
 import numpy as np
 
-from conftest import load_golden
-from weight_rule import rule_weights
+from helpers.golden import load_golden
+from helpers.weight_rule import rule_weights
 
 TINY = dict(embed_dim=32, image_resolution=32, vision_width=64, vision_layers=2, vision_patch_size=8,
             context_length=77, vocab_size=49408, text_width=64, text_layers=2)

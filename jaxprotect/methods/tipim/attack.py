@@ -1,7 +1,7 @@
 """TIP-IM (Yang et al., ICCV 2021) as the official code (ShawnXYang/TIP-IM ``run.py``) runs it.
 
 Everything is on TIP-IM's pixel scale: face crops [N, H, W, 3] float32 in [0, 255], ε = 12,
-T = 100 iterations, α = 1.5·ε/T. Recognisers take [-1, 1]: :func:`surrogates.embed` maps
+T = 100 iterations, α = 1.5·ε/T. Recognisers take [-1, 1]: :func:`jaxprotect.recognition.embed` maps
 [0, 255] onto each recogniser's input range (and resizes to its input size) inside the
 differentiated function, so gradients are taken with respect to the 0–255 pixels, as upstream.
 
@@ -26,20 +26,22 @@ zero; here the normalisers have a 1e-12 floor. The random draws come from an exp
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from jaxprotect.methods.input_diversity import DiversityDraw, input_diversity, sample_diversity
-from jaxprotect.methods.mmd import image_mmd
-from jaxprotect.methods.surrogates import Surrogate, embed, l2_normalize
+from jaxprotect.methods.tipim.config import TipimConfig
+from jaxprotect.methods.tipim.input_diversity import DiversityDraw, input_diversity, sample_diversity
+from jaxprotect.methods.tipim.mmd import image_mmd
+from jaxprotect.recognition import Recogniser, embed, l2_normalize
 
 __all__ = [
     "TipimConfig",
     "TipimState",
+    "TipimStepInfo",
+    "draw_step",
     "TipimResult",
     "GAINS",
     "gain1",
@@ -55,39 +57,6 @@ __all__ = [
     "tipim_run",
     "tipim_attack",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class TipimConfig:
-    """TIP-IM settings; the defaults are ``run.py``'s (ε and α on the 0–255 scale).
-
-    ``step_size`` None means α = 1.5·ε/steps. ``gamma`` weighs the MMD naturalness term (0 in the
-    released code; the paper uses a positive weight). ``norm`` is "l2" (default) or "linf".
-    ``gain`` is "gain1", "gain2" or "gain3" (default). ``diversity`` switches input diversity.
-    """
-
-    eps: float = 12.0
-    steps: int = 100
-    step_size: float | None = None
-    momentum: float = 1.0
-    norm: str = "l2"
-    gain: str = "gain3"
-    gamma: float = 0.0
-    diversity: bool = True
-    std_range: tuple[float, float] = (0.01, 0.1)
-
-    def __post_init__(self):
-        if self.norm not in ("l2", "linf"):
-            raise ValueError(f"norm must be 'l2' or 'linf', not {self.norm!r}")
-        if self.gain not in GAINS:
-            raise ValueError(f"gain must be one of {sorted(GAINS)}, not {self.gain!r}")
-        if self.eps <= 0 or self.steps < 1:
-            raise ValueError("eps must be > 0 and steps >= 1")
-
-    @property
-    def alpha(self) -> float:
-        """The step size on the 0–255 scale."""
-        return 1.5 * self.eps / self.steps if self.step_size is None else self.step_size
 
 
 class TipimState(NamedTuple):
@@ -131,10 +100,10 @@ GAINS: dict[str, Callable] = {"gain1": gain1, "gain2": gain2, "gain3": gain3}
 
 
 def _as_tuple(surrogates):
-    return (surrogates,) if isinstance(surrogates, Surrogate) else tuple(surrogates)
+    return (surrogates,) if isinstance(surrogates, Recogniser) else tuple(surrogates)
 
 
-def features(surrogates: Sequence[Surrogate], params, images):
+def features(surrogates: Sequence[Recogniser], params, images):
     """L2-normalised embeddings, one [N, D_m] array per surrogate, of ``images`` [N, H, W, 3] in [0, 255]."""
     return tuple(l2_normalize(embed(s, p, images, 255.0)) for s, p in zip(surrogates, params))
 
@@ -225,24 +194,43 @@ def tipim_init(images) -> TipimState:
     return TipimState(images, jnp.zeros_like(images))
 
 
-def tipim_step(surrogates, config: TipimConfig, params, state: TipimState, clean, init_feats, target_feats, key):
-    """One TIP-IM iteration for a batch of photos (pure; see :func:`_jitted_step` for the jitted form).
+class TipimStepInfo(NamedTuple):
+    """What one iteration did, per photo: ``chosen`` [N] target index kept, ``loss`` [N] that
+    target's loss, ``gain`` [N] its gain, ``update`` [N, H, W, 3] the change applied to the image
+    (after projection), ``draw`` the :class:`DiversityDraw` used."""
+
+    chosen: jax.Array
+    loss: jax.Array
+    gain: jax.Array
+    update: jax.Array
+    draw: DiversityDraw
+
+
+def draw_step(key, n: int, config: TipimConfig) -> DiversityDraw:
+    """The input-diversity draw of one iteration for ``n`` photos, as :func:`tipim_step` makes it
+    from ``key`` (identity warps when ``config.diversity`` is off)."""
+    if config.diversity:
+        return sample_diversity(key, n, config.std_range)
+    return DiversityDraw(jnp.zeros((n, 2, 3), jnp.float32), jnp.zeros((n,), jnp.float32))
+
+
+def tipim_step(surrogates, config: TipimConfig, params, state: TipimState, clean, init_feats, target_feats, key,
+               draw: DiversityDraw | None = None):
+    """One TIP-IM iteration for a batch of photos (pure).
 
     ``clean`` [N, H, W, 3] in [0, 255]; ``init_feats`` per surrogate [N, D_m]; ``target_feats``
-    per surrogate [T, D_m] (shared by the photos); ``key`` this iteration's PRNG key. Returns
-    (new state, chosen [N], loss [N], gain [N]).
+    per surrogate [T, D_m] (shared by the photos); ``key`` this iteration's PRNG key, used only
+    when ``draw`` (the input-diversity warps, see :func:`draw_step`) is not given. Returns
+    (new state, :class:`TipimStepInfo`).
     """
     surrogates = _as_tuple(surrogates)
-    n = clean.shape[0]
-    if config.diversity:
-        draw = sample_diversity(key, n, config.std_range)
-    else:
-        draw = DiversityDraw(jnp.zeros((n, 2, 3), jnp.float32), jnp.zeros((n,), jnp.float32))
+    if draw is None:
+        draw = draw_step(key, clean.shape[0], config)
     per_photo = functools.partial(_photo_step, surrogates, config, params)
     images, sums, best, loss, gain = jax.vmap(per_photo, in_axes=(0, 0, 0, 0, None, 0))(
         state.images, state.grad_sum, clean, init_feats, target_feats, draw
     )
-    return TipimState(images, sums), best, loss, gain
+    return TipimState(images, sums), TipimStepInfo(best, loss, gain, images - state.images, draw)
 
 
 @functools.lru_cache(maxsize=16)
@@ -255,16 +243,18 @@ def _jitted_features(surrogates: tuple):
     return jax.jit(functools.partial(features, surrogates))
 
 
-def tipim_run(surrogates, params, images, target_feats, key, config: TipimConfig = TipimConfig(), progress=None):
+def tipim_run(surrogates, params, images, target_feats, key, config: TipimConfig = TipimConfig(), progress=None,
+              draws: Sequence[DiversityDraw] | None = None):
     """Run TIP-IM and keep its trace. Returns :class:`TipimResult`.
 
-    ``surrogates`` a :class:`Surrogate` or a sequence; ``params`` the matching params (a
+    ``surrogates`` a :class:`Recogniser` or a sequence; ``params`` the matching params (a
     sequence, or one pytree for one surrogate); ``images`` aligned face crops [N, H, W, 3]
     float32 in [0, 255]; ``target_feats`` from :func:`target_features` (per surrogate [T, D_m];
     a bare [T, D] array for one surrogate); ``key`` a PRNG key (one split per iteration);
-    ``progress`` an optional callable called with the iteration number after each step.
+    ``draws``: optional per-iteration :class:`DiversityDraw` (replaces the key's draws, e.g. to
+    replay recorded ones); ``progress`` an optional callable called with the iteration number.
     """
-    single = isinstance(surrogates, Surrogate)
+    single = isinstance(surrogates, Recogniser)
     surrogates = _as_tuple(surrogates)
     params = (params,) if single else tuple(params)
     if not isinstance(target_feats, (tuple, list)):
@@ -274,12 +264,14 @@ def tipim_run(surrogates, params, images, target_feats, key, config: TipimConfig
     init_feats = _jitted_features(surrogates)(params, clean)
     step = _jitted_step(surrogates, config)
     state = tipim_init(clean)
+    if draws is not None and len(draws) != config.steps:
+        raise ValueError(f"draws has {len(draws)} entries for {config.steps} steps")
     chosen, losses, gains = [], [], []
     for i, k in enumerate(jax.random.split(key, config.steps)):
-        state, best, loss, gain = step(params, state, clean, init_feats, target_feats, k)
-        chosen.append(best)
-        losses.append(loss)
-        gains.append(gain)
+        state, info = step(params, state, clean, init_feats, target_feats, k, None if draws is None else draws[i])
+        chosen.append(info.chosen)
+        losses.append(info.loss)
+        gains.append(info.gain)
         if progress is not None:
             state.images.block_until_ready()  # so a progress bar shows real progress
             progress(i)

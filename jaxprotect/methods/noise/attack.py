@@ -2,7 +2,7 @@
 
 Face crops are [N, H, W, 3] float32 in [0, 1] here (ε and step sizes in the same units, so
 ε = 16/255 is 16 grey levels). The loss is a sum over surrogates of cosine similarities, each
-recogniser seeing the crop resized to its own input size (:func:`surrogates.embed`):
+recogniser seeing the crop resized to its own input size (:func:`jaxprotect.recognition.embed`):
 
 - dodging: minimise ``Σ_m cos(f_m(x_adv), f_m(x))`` (push away from the photo's own identity);
 - impersonation: minimise ``-Σ_m cos(f_m(x_adv), f_m(x_target))`` (pull towards the target).
@@ -22,7 +22,6 @@ CLIP2Protect/AMT-GAN compare against (AMT-GAN issue #12) and in the MI-FGSM and 
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -30,7 +29,8 @@ import dm_pix
 import jax
 import jax.numpy as jnp
 
-from jaxprotect.methods.surrogates import Surrogate, cosine, embed
+from jaxprotect.methods.noise.config import METHODS, NoiseConfig, default_config
+from jaxprotect.recognition import Recogniser, cosine, embed
 
 __all__ = [
     "METHODS",
@@ -39,62 +39,18 @@ __all__ = [
     "default_config",
     "similarities",
     "attack_loss",
+    "DiverseDraw",
+    "draw_diverse",
     "diverse_inputs",
+    "NoiseStepInfo",
+    "random_start",
     "ti_smooth",
     "noise_step",
     "noise_attack",
 ]
 
-METHODS = ("pgd", "mifgsm", "tidim")
-
-
-@dataclasses.dataclass(frozen=True)
-class NoiseConfig:
-    """Settings of one noise attack (ε and α on the [0, 1] scale).
-
-    ``method`` in :data:`METHODS`; ``step_size`` None means the method's usual rule
-    (pgd: 2.5·ε/steps; mifgsm/tidim: ε/steps); ``random_start`` (pgd); ``momentum`` (mifgsm,
-    tidim); ``kernel_size``/``nsig`` of the TI Gaussian; ``diversity_prob``/``resize_min`` of DI.
-    """
-
-    method: str = "mifgsm"
-    eps: float = 16.0 / 255.0
-    steps: int = 10
-    step_size: float | None = None
-    momentum: float = 1.0
-    random_start: bool = False
-    kernel_size: int = 7
-    nsig: float = 3.0
-    diversity_prob: float = 0.5
-    resize_min: float = 0.9
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
-        if self.eps <= 0 or self.steps < 1:
-            raise ValueError("eps must be > 0 and steps >= 1")
-
-    @property
-    def alpha(self) -> float:
-        """The step size on the [0, 1] scale."""
-        if self.step_size is not None:
-            return self.step_size
-        return (2.5 if self.method == "pgd" else 1.0) * self.eps / self.steps
-
-
-def default_config(method: str, **overrides) -> NoiseConfig:
-    """The usual settings of ``method`` (see the module docstring), with ``overrides`` applied."""
-    base = {
-        "pgd": dict(method="pgd", steps=20, random_start=True, momentum=0.0),
-        "mifgsm": dict(method="mifgsm", steps=10),
-        "tidim": dict(method="tidim", steps=10),
-    }[method]
-    base.update(overrides)
-    return NoiseConfig(**base)
-
-
 def _as_tuple(surrogates):
-    return (surrogates,) if isinstance(surrogates, Surrogate) else tuple(surrogates)
+    return (surrogates,) if isinstance(surrogates, Recogniser) else tuple(surrogates)
 
 
 def similarities(surrogates, params, images, references):
@@ -131,21 +87,32 @@ def _shrink_and_pad(image, size, top, left):
     return jnp.where(mask, gathered, 0.0)
 
 
-def diverse_inputs(key, images, prob: float = 0.5, resize_min: float = 0.9):
-    """DI: with probability ``prob`` per photo, shrink to a random size and zero-pad back.
+class DiverseDraw(NamedTuple):
+    """One iteration's DI draws per photo: ``apply`` [N] bool, ``size`` [N] new side, ``top``/``left`` [N] offsets."""
 
-    ``images`` [N, H, W, 3] (square crops in practice); the new side is uniform in
-    ``[floor(resize_min·H), H)`` (nearest neighbour), placed uniformly at random. Returns the same shape.
-    """
-    n, height = images.shape[0], images.shape[1]
-    lo = int(resize_min * height)
+    apply: jax.Array
+    size: jax.Array
+    top: jax.Array
+    left: jax.Array
+
+
+def draw_diverse(key, n: int, side: int, prob: float = 0.5, resize_min: float = 0.9) -> DiverseDraw:
+    """DI's random numbers for ``n`` square crops of ``side`` px: with probability ``prob`` a photo
+    is shrunk to a side uniform in ``[floor(resize_min·side), side)`` placed uniformly at random."""
+    lo = int(resize_min * side)
     k_apply, k_size, k_top, k_left = jax.random.split(key, 4)
     apply = jax.random.uniform(k_apply, (n,)) < prob
-    size = jax.random.randint(k_size, (n,), lo, height)
-    top = jnp.floor(jax.random.uniform(k_top, (n,)) * (height - size + 1)).astype(jnp.int32)
-    left = jnp.floor(jax.random.uniform(k_left, (n,)) * (height - size + 1)).astype(jnp.int32)
-    shrunk = jax.vmap(_shrink_and_pad)(images, size, top, left)
-    return jnp.where(apply[:, None, None, None], shrunk, images)
+    size = jax.random.randint(k_size, (n,), lo, side)
+    top = jnp.floor(jax.random.uniform(k_top, (n,)) * (side - size + 1)).astype(jnp.int32)
+    left = jnp.floor(jax.random.uniform(k_left, (n,)) * (side - size + 1)).astype(jnp.int32)
+    return DiverseDraw(apply, size, top, left)
+
+
+def diverse_inputs(images, draw: DiverseDraw):
+    """DI (Xie et al. 2019): photos with ``draw.apply`` are shrunk (nearest) to ``draw.size`` and
+    zero-padded back at (``draw.top``, ``draw.left``). ``images`` [N, H, W, 3]; same shape out."""
+    shrunk = jax.vmap(_shrink_and_pad)(images, draw.size, draw.top, draw.left)
+    return jnp.where(draw.apply[:, None, None, None], shrunk, images)
 
 
 def ti_smooth(grad, kernel_size: int = 7, nsig: float = 3.0):
@@ -164,16 +131,29 @@ class NoiseState(NamedTuple):
     grad_sum: jax.Array
 
 
-def noise_step(surrogates, config: NoiseConfig, impersonate: bool, params, state, clean, reference_feats, key):
-    """One iteration of ``config.method`` (pure). Images in [0, 1]; returns the new :class:`NoiseState`."""
+class NoiseStepInfo(NamedTuple):
+    """What one iteration did: ``loss`` (scalar, before the step), ``grad`` [N, H, W, 3] the direction
+    whose sign was applied (after TI smoothing and momentum), ``update`` the change of the images."""
+
+    loss: jax.Array
+    grad: jax.Array
+    update: jax.Array
+
+
+def noise_step(surrogates, config: NoiseConfig, impersonate: bool, params, state, clean, reference_feats, key,
+               draw: DiverseDraw | None = None):
+    """One iteration of ``config.method`` (pure). Images in [0, 1]; ``key`` draws TI-DIM's diverse
+    inputs unless ``draw`` gives them (:func:`draw_diverse`). Returns (:class:`NoiseState`, :class:`NoiseStepInfo`)."""
     surrogates = _as_tuple(surrogates)
+    if config.method == "tidim" and draw is None:
+        draw = draw_diverse(key, clean.shape[0], clean.shape[1], config.diversity_prob, config.resize_min)
 
     def loss_fn(images):
         if config.method == "tidim":
-            images = diverse_inputs(key, images, config.diversity_prob, config.resize_min)
+            images = diverse_inputs(images, draw)
         return attack_loss(surrogates, params, images, reference_feats, impersonate)
 
-    grad = jax.grad(loss_fn)(state.images)
+    loss, grad = jax.value_and_grad(loss_fn)(state.images)
     if config.method == "tidim":
         grad = ti_smooth(grad, config.kernel_size, config.nsig)
     if config.method == "pgd":
@@ -182,13 +162,19 @@ def noise_step(surrogates, config: NoiseConfig, impersonate: bool, params, state
         grad = grad / jnp.maximum(jnp.mean(jnp.abs(grad), axis=(1, 2, 3), keepdims=True), 1e-12)
         grad_sum = config.momentum * state.grad_sum + grad
     images = state.images - config.alpha * jnp.sign(grad_sum)
-    images = jnp.clip(images, clean - config.eps, clean + config.eps)
-    return NoiseState(jnp.clip(images, 0.0, 1.0), grad_sum)
+    images = jnp.clip(jnp.clip(images, clean - config.eps, clean + config.eps), 0.0, 1.0)
+    return NoiseState(images, grad_sum), NoiseStepInfo(loss, grad_sum, images - state.images)
 
 
 @functools.lru_cache(maxsize=32)
 def _jitted_step(surrogates: tuple, config: NoiseConfig, impersonate: bool):
     return jax.jit(functools.partial(noise_step, surrogates, config, impersonate))
+
+
+def random_start(key, clean, eps: float):
+    """PGD's start: ``clean`` + U(-eps, eps) noise, clipped to [0, 1] (same shape as ``clean``)."""
+    noise = jax.random.uniform(key, clean.shape, minval=-eps, maxval=eps)
+    return jnp.clip(clean + noise, 0.0, 1.0)
 
 
 def noise_attack(
@@ -199,16 +185,21 @@ def noise_attack(
     config: NoiseConfig,
     target_images=None,
     progress=None,
+    *,
+    start=None,
+    draws=None,
 ):
     """Run a noise attack; returns protected crops [N, H, W, 3] float32 in [0, 1] within ε of ``images``.
 
-    ``surrogates`` a :class:`Surrogate` or a sequence, ``params`` the matching params (a sequence,
+    ``surrogates`` a :class:`Recogniser` or a sequence, ``params`` the matching params (a sequence,
     or one pytree for one surrogate); ``images`` face crops [N, H, W, 3] in [0, 1]. Without
     ``target_images`` the attack dodges; with them ([N, H, W, 3] in [0, 1], or [1, ...] shared)
-    it impersonates. ``key`` drives PGD's random start and TI-DIM's diverse inputs;
-    ``progress`` is called with the iteration number after each step.
+    it impersonates. ``key`` drives PGD's random start and TI-DIM's diverse inputs, unless they
+    are given: ``start`` the first iterate [N, H, W, 3] (PGD: :func:`random_start`), ``draws``
+    one :class:`DiverseDraw` per iteration (TI-DIM). ``progress`` is called with the iteration
+    number after each step.
     """
-    single = isinstance(surrogates, Surrogate)
+    single = isinstance(surrogates, Recogniser)
     surrogates = _as_tuple(surrogates)
     params = (params,) if single else tuple(params)
     clean = jnp.asarray(images, jnp.float32)
@@ -216,16 +207,15 @@ def noise_attack(
     references = clean if not impersonate else jnp.broadcast_to(jnp.asarray(target_images, jnp.float32), clean.shape)
     reference_feats = tuple(embed(s, p, references, 1.0) for s, p in zip(surrogates, params))
     k_start, k_steps = jax.random.split(key)
-    start = clean
-    if config.random_start:
-        noise = jax.random.uniform(k_start, clean.shape, minval=-config.eps, maxval=config.eps)
-        start = jnp.clip(clean + noise, 0.0, 1.0)
-    state = NoiseState(start, jnp.zeros_like(clean))
+    if start is None:
+        start = random_start(k_start, clean, config.eps) if config.random_start else clean
+    if draws is not None and len(draws) != config.steps:
+        raise ValueError(f"draws has {len(draws)} entries for {config.steps} steps")
+    state = NoiseState(jnp.asarray(start, jnp.float32), jnp.zeros_like(clean))
     step = _jitted_step(surrogates, config, impersonate)
     for i, k in enumerate(jax.random.split(k_steps, config.steps)):
-        state = step(params, state, clean, reference_feats, k)
+        state, _ = step(params, state, clean, reference_feats, k, None if draws is None else draws[i])
         if progress is not None:
             state.images.block_until_ready()
             progress(i)
     return state.images
-

@@ -1,22 +1,18 @@
 """Whole photos through a pixel-space method: detect, align, protect the faces, paste them back.
 
 :class:`PixelProtector` holds what stays fixed over a batch (method and its settings, surrogate
-recognisers and their params, the MTCNN detector, the target identities); ``protect(photo, key)``
-returns the protected photo and per-face measurements. The steps:
+recognisers and their params, the MTCNN detector, the target identities, which faces to
+protect); ``protect(photo, key)`` returns the protected photo and per-face measurements:
 
-1. MTCNN finds the faces (all of them are protected; none found raises :class:`NoFaceError`);
-2. each face is aligned by its 5 landmarks to the ArcFace template at the largest surrogate
+1. MTCNN finds the faces; :func:`jaxprotect.face_conventions.select_faces` chooses which to
+   protect (all by default) and records why any other was skipped; none to protect raises
+   :class:`NoFaceError`;
+2. each chosen face is aligned by its 5 landmarks to the ArcFace template at the largest surrogate
    input size (112 for MobileFaceNet, 160 when FaceNet is among the surrogates); the faces of a
-   photo are attacked together as one batch (``vmap`` over faces);
+   photo are attacked together as one batch;
 3. each protected crop is pasted back with a feathered seam (``align.paste_back``, delta mode),
    then, as TIP-IM's ``save_priv`` does, the photo is clipped to the original ± ε and rounded to
    uint8, so the L∞ budget holds on the written photo itself.
-
-Target identities for TIP-IM: aligned crops of other people (``target_crops``; the commands
-default to faces of scikit-image's ``lfw_subset``) or, without them, :func:`synthetic_targets`:
-``num_targets`` random unit vectors per surrogate embedding space, drawn from the key — virtual
-identities no real face owns. On the astronaut photo, LFW-subset targets transferred better to
-the unseen judges than synthetic ones (see the demo's notes), hence the commands' default.
 """
 from __future__ import annotations
 
@@ -30,27 +26,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprotect.detect.align import align_face, paste_back, warp_affine
+from jaxprotect.face_conventions import FaceSelection, select_faces
 from jaxprotect.io.errors import NoFaceError
-from jaxprotect.methods import noise_attacks, tipim
-from jaxprotect.methods.surrogates import Surrogate, cosine, embed, from_network
+from jaxprotect.methods import noise, tipim
+from jaxprotect.methods.pixel.targets import synthetic_targets
+from jaxprotect.recognition import Recogniser, cosine, embed, from_network
 
 __all__ = [
     "PIXEL_METHODS",
     "DEFAULT_EPS",
     "DEFAULT_STEPS",
     "method_config",
-    "synthetic_targets",
+    "eps_levels",
     "image_quality",
+    "load_surrogates",
+    "FaceChoice",
     "FaceResult",
     "ProtectedPhoto",
     "PixelProtector",
     "FaceEdit",
     "edit_faces",
-    "eps_levels",
-    "load_surrogates",
 ]
 
-PIXEL_METHODS = ("tipim",) + noise_attacks.METHODS
+PIXEL_METHODS = ("tipim",) + noise.METHODS
 DEFAULT_EPS = {"tipim": 12.0, "pgd": 16.0, "mifgsm": 16.0, "tidim": 16.0}  # grey levels of 255
 DEFAULT_STEPS = {"tipim": 100, "pgd": 20, "mifgsm": 10, "tidim": 10}
 
@@ -60,32 +58,22 @@ def method_config(method: str, eps: float | None = None, steps: int | None = Non
     """The config of ``method`` with ε and step size in grey levels (0..255) whatever the method's own scale.
 
     TIP-IM works on 0..255 (:class:`tipim.TipimConfig`); the noise attacks on [0, 1]
-    (:class:`noise_attacks.NoiseConfig`), so their ε and step are divided by 255 here.
+    (:class:`noise.NoiseConfig`), so their ε and step are divided by 255 here.
     ``extra`` goes to the config (e.g. ``gain``, ``gamma``, ``norm`` for TIP-IM).
     """
+    if method not in PIXEL_METHODS:
+        raise ValueError(f"unknown pixel method {method!r}; choose one of {', '.join(PIXEL_METHODS)}")
     eps = DEFAULT_EPS[method] if eps is None else float(eps)
     steps = DEFAULT_STEPS[method] if steps is None else int(steps)
     if method == "tipim":
         return tipim.TipimConfig(eps=eps, steps=steps, step_size=step_size, **extra)
-    if method not in noise_attacks.METHODS:
-        raise ValueError(f"unknown pixel method {method!r}; choose one of {', '.join(PIXEL_METHODS)}")
     size = None if step_size is None else step_size / 255.0
-    return noise_attacks.default_config(method, eps=eps / 255.0, steps=steps, step_size=size, **extra)
+    return noise.default_config(method, eps=eps / 255.0, steps=steps, step_size=size, **extra)
 
 
 def eps_levels(config) -> float:
     """ε of a config in grey levels (0..255)."""
     return config.eps if isinstance(config, tipim.TipimConfig) else config.eps * 255.0
-
-
-def synthetic_targets(key, dims, num_targets: int = 10):
-    """Virtual target identities: per surrogate, ``num_targets`` random unit vectors [T, D_m] (``dims`` = D_m's)."""
-    keys = jax.random.split(key, len(dims))
-    out = []
-    for k, d in zip(keys, dims):
-        v = jax.random.normal(k, (num_targets, d), jnp.float32)
-        out.append(v / jnp.linalg.norm(v, axis=1, keepdims=True))
-    return tuple(out)
 
 
 def image_quality(original: np.ndarray, protected: np.ndarray) -> dict:
@@ -96,10 +84,37 @@ def image_quality(original: np.ndarray, protected: np.ndarray) -> dict:
     return {"psnr": psnr if np.isfinite(psnr) else float("inf"), "ssim": float(dm_pix.ssim(a, b))}
 
 
+def load_surrogates(names) -> tuple[tuple[Recogniser, ...], tuple]:
+    """``(recognisers, params)`` for registry names of face recognisers (shipped weights)."""
+    from jaxprotect.registry import load_network
+
+    nets = [load_network(n) for n in names]
+    return tuple(from_network(n) for n in nets), tuple(n.params for n in nets)
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceChoice:
+    """Which faces of a photo to protect (see :func:`jaxprotect.face_conventions.select_faces`):
+    ``which`` "all", "largest" or an int N; faces under ``min_prob`` or ``min_size`` px are
+    skipped; skipped faces with probability >= ``warn_below`` raise a warning."""
+
+    which: Any = "all"
+    min_prob: float = 0.0
+    min_size: float = 0.0
+    warn_below: float | None = None
+
+    def select(self, detections) -> FaceSelection:
+        """The :class:`FaceSelection` for one photo's detections."""
+        return select_faces(detections, self.which, min_prob=self.min_prob, min_size=self.min_size,
+                            warn_below=self.warn_below)
+
+
 @dataclasses.dataclass
 class FaceResult:
-    """One protected face: detector box/prob, the aligning matrix and per-surrogate similarities."""
+    """One protected face: its index among the detections, box/prob, the aligning matrix and
+    per-surrogate similarities."""
 
+    index: int
     box: list
     prob: float
     matrix: np.ndarray
@@ -111,33 +126,28 @@ class FaceResult:
 
 @dataclasses.dataclass
 class ProtectedPhoto:
-    """``image`` uint8 [H, W, 3]; ``faces`` list of :class:`FaceResult`; ``quality`` PSNR/SSIM of the
-    whole photo; ``seconds`` the wall time of the protection; ``trace`` method-specific extras."""
+    """``image`` uint8 [H, W, 3]; ``faces`` list of :class:`FaceResult`; ``skipped`` faces left alone
+    (dicts with index, box, prob, reason) and ``warnings``; ``quality`` PSNR/SSIM of the whole photo;
+    ``seconds`` the wall time of the protection; ``trace`` method-specific extras."""
 
     image: np.ndarray
     faces: list
+    skipped: list
+    warnings: list
     quality: dict
     seconds: float
     trace: dict
 
 
-def load_surrogates(names) -> tuple[tuple[Surrogate, ...], tuple]:
-    """``(surrogates, params)`` for registry names of face recognisers (shipped weights)."""
-    from jaxprotect.registry import load_network
-
-    nets = [load_network(n) for n in names]
-    return tuple(from_network(n) for n in nets), tuple(n.params for n in nets)
-
-
 @dataclasses.dataclass
 class PixelProtector:
-    """Protect every face of a photo with one pixel method (see the module docstring).
+    """Protect the chosen faces of a photo with one pixel method (see the module docstring).
 
     ``config`` from :func:`method_config`; ``surrogates``/``params`` from :func:`load_surrogates`;
     ``detector`` an MTCNN (``load_network("mtcnn")``). For TIP-IM, ``target_crops`` (aligned
     [T, S, S, 3] uint8/float 0..255) give the target identities, else ``num_targets`` synthetic
     ones. For the noise attacks, ``impersonate_crop`` (one aligned crop) switches from dodging to
-    impersonation.
+    impersonation. ``faces`` chooses the faces to protect.
     """
 
     method: str
@@ -149,6 +159,7 @@ class PixelProtector:
     impersonate_crop: np.ndarray | None = None
     num_targets: int = 10
     feather: float = 0.1
+    faces: FaceChoice = FaceChoice()
 
     def __post_init__(self):
         if self.method not in PIXEL_METHODS:
@@ -181,20 +192,21 @@ class PixelProtector:
         target = None
         if self.impersonate_crop is not None:
             target = jnp.asarray(self.impersonate_crop, jnp.float32)[None] / 255.0
-        out = noise_attacks.noise_attack(self.surrogates, self.params, crops / 255.0, k_attack, self.config,
-                                         target_images=target, progress=progress)
+        out = noise.noise_attack(self.surrogates, self.params, crops / 255.0, k_attack, self.config,
+                                 target_images=target, progress=progress)
         return out * 255.0, {}
 
-    def _similarities(self, a, b) -> dict:
+    def _similarities(self, a, b) -> list:
         fa, fb = self.features(a), self.features(b)
         return [{s.name: float(c) for s, c in zip(self.surrogates, cs)}
                 for cs in zip(*[np.asarray(cosine(x, y)) for x, y in zip(fa, fb)])]
 
     def protect(self, photo: np.ndarray, key, progress: Callable | None = None, path=None,
                 detections=None) -> ProtectedPhoto:
-        """Protect every face of ``photo`` (uint8 [H, W, 3] RGB); raises NoFaceError when MTCNN finds none.
+        """Protect the chosen faces of ``photo`` (uint8 [H, W, 3] RGB); raises NoFaceError when none is left.
 
-        ``detections`` (optional) reuses an earlier ``detector.detect(photo)``.
+        ``detections`` (optional) reuses an earlier ``detector.detect(photo)``; ``progress`` is
+        called with the iteration number after each attack step.
         """
         start = time.perf_counter()
         trace = {}
@@ -205,7 +217,7 @@ class PixelProtector:
             return np.asarray(adv)
 
         edit = edit_faces(photo, self.detector, self.crop_size, attack, eps=eps_levels(self.config),
-                          feather=self.feather, path=path, detections=detections)
+                          feather=self.feather, path=path, detections=detections, faces=self.faces)
         seconds = time.perf_counter() - start
         sim_orig = self._similarities(edit.after, edit.before)
         target_before = target_after = [None] * len(edit.crops)
@@ -215,27 +227,30 @@ class PixelProtector:
         det = edit.detections
         faces = [
             FaceResult(
+                index=i,
                 box=[float(v) for v in det.boxes[i]],
                 prob=float(det.probs[i]),
-                matrix=edit.crops[i].matrix,
-                similarity_to_original=sim_orig[i],
-                similarity_to_target_before=target_before[i],
-                similarity_to_target_after=target_after[i],
-                face_quality=edit.face_quality[i],
+                matrix=edit.crops[k].matrix,
+                similarity_to_original=sim_orig[k],
+                similarity_to_target_before=target_before[k],
+                similarity_to_target_after=target_after[k],
+                face_quality=edit.face_quality[k],
             )
-            for i in range(len(edit.crops))
+            for k, i in enumerate(edit.selection.indices)
         ]
-        return ProtectedPhoto(edit.image, faces, image_quality(photo, edit.image), seconds, trace)
+        return ProtectedPhoto(edit.image, faces, edit.selection.skipped, edit.selection.warnings,
+                              image_quality(photo, edit.image), seconds, trace)
 
 
 @dataclasses.dataclass
 class FaceEdit:
-    """What :func:`edit_faces` did: the new photo, the detections, the crops (with their matrices),
-    the clean aligned crops ``before`` and those re-cut from the new photo ``after`` ([N, S, S, 3]
-    float32 0..255), and per-face PSNR/SSIM between them."""
+    """What :func:`edit_faces` did: the new photo, the detections, the face selection, the crops
+    (with their matrices) of the selected faces, the clean aligned crops ``before`` and those re-cut
+    from the new photo ``after`` ([N, S, S, 3] float32 0..255), and per-face PSNR/SSIM between them."""
 
     image: np.ndarray
     detections: Any
+    selection: FaceSelection
     crops: list
     before: np.ndarray
     after: np.ndarray
@@ -247,20 +262,25 @@ def _u8(x):
 
 
 def edit_faces(photo: np.ndarray, detector, crop_size: int, edit: Callable, *, eps: float | None = None,
-               feather: float = 0.1, path=None, detections=None) -> FaceEdit:
-    """Apply ``edit`` to every aligned face of ``photo`` and paste the results back.
+               feather: float = 0.1, path=None, detections=None, faces: FaceChoice = FaceChoice()) -> FaceEdit:
+    """Apply ``edit`` to the chosen aligned faces of ``photo`` and paste the results back.
 
     ``photo`` uint8 [H, W, 3] RGB; ``edit`` maps aligned crops [N, S, S, 3] float32 0..255 to
     new crops of the same shape (an attack, a blur...). Faces come from ``detector.detect``
-    (or ``detections``); none raises :class:`NoFaceError`. Each new crop is pasted back with a
-    feathered seam (delta mode); with ``eps`` the photo is then clipped to the original ± eps
-    (TIP-IM ``utils.save_priv``) and rounded to uint8. Returns :class:`FaceEdit`.
+    (or ``detections``) and ``faces`` chooses among them; none to edit raises
+    :class:`NoFaceError`. Each new crop is pasted back with a feathered seam (delta mode); with
+    ``eps`` the photo is then clipped to the original ± eps (TIP-IM ``utils.save_priv``) and
+    rounded to uint8. Returns :class:`FaceEdit`.
     """
     photo = np.asarray(photo, np.uint8)
     det = detector.detect(photo) if detections is None else detections
     if len(det.boxes) == 0:
         raise NoFaceError(path, "no face detected (MTCNN); nothing to protect, nothing written")
-    crops = [align_face(photo, lm, crop_size) for lm in det.landmarks]
+    selection = faces.select(det)
+    if not selection.indices:
+        reasons = "; ".join(f"face {s['index']}: {s['reason']}" for s in selection.skipped)
+        raise NoFaceError(path, f"no face left to protect ({reasons}); nothing written")
+    crops = [align_face(photo, det.landmarks[i], crop_size) for i in selection.indices]
     clean = np.stack([c.image for c in crops])
     new = np.asarray(edit(clean))
     out = photo.astype(np.float64)
@@ -272,4 +292,4 @@ def edit_faces(photo: np.ndarray, detector, crop_size: int, edit: Callable, *, e
     out = _u8(out)
     after = np.stack([warp_affine(out, c.matrix, (crop_size, crop_size)) for c in crops])
     quality = [image_quality(_u8(b), _u8(a)) for b, a in zip(clean, after)]
-    return FaceEdit(out, det, crops, clean, after, quality)
+    return FaceEdit(out, det, selection, crops, clean, after, quality)

@@ -1,0 +1,4 @@
+"""Test helpers: golden data (:mod:`golden`), the golden weight rule (:mod:`weight_rule`), small
+networks and inputs for CLIP2Protect (:mod:`c2p_small`), CLIP (:mod:`clip_helpers`) and StyleGAN2
+(:mod:`stylegan2_helpers`, :mod:`stylegan2_gradcheck`), tiny recognisers (:mod:`tiny_recogniser`)
+and generated photos (:mod:`photo_corpus`)."""
