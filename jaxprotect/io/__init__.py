@@ -14,10 +14,10 @@ from jaxprotect.io.errors import (
     TruncatedPhotoError,
     UnsupportedFormatError,
 )
-from jaxprotect.io.photos import read_photo, write_photo
+from jaxprotect.io.photos import decode_photo, read_photo, write_photo
 
 __all__ = [
-    "read_photo", "write_photo", "run_batch", "BatchReport", "BatchItem",
+    "read_photo", "decode_photo", "write_photo", "run_batch", "BatchReport", "BatchItem",
     "PhotoError", "PhotoNotFoundError", "NotAnImageError", "UnsupportedFormatError", "AnimatedImageError",
     "PhotoTooLargeError", "PhotoTooSmallError", "CorruptPhotoError", "TruncatedPhotoError", "NoFaceError",
     "OutputIsInputError", "PhotoWriteError",

@@ -1,6 +1,7 @@
 """Reading users' photos safely and writing results without metadata, atomically, never over an input.
 
-Reading (:func:`read_photo`) gives ``uint8`` RGB ``[H, W, 3]`` arrays:
+Reading (:func:`read_photo`; :func:`decode_photo` for bytes held in memory) gives ``uint8`` RGB
+``[H, W, 3]`` arrays:
 
 * Formats: JPEG (and MPO, the multi-picture JPEG some cameras write: its primary image), PNG,
   WebP, still GIF, BMP. Anything else raises :class:`UnsupportedFormatError`; a file no decoder
@@ -29,6 +30,7 @@ has read with :func:`read_photo`.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import warnings
@@ -51,7 +53,9 @@ from jaxprotect.io.errors import (
     UnsupportedFormatError,
 )
 
-__all__ = ["read_photo", "write_photo", "MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "FORMATS", "WRITE_FORMATS"]
+__all__ = [
+    "read_photo", "decode_photo", "write_photo", "MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "FORMATS", "WRITE_FORMATS",
+]
 
 MAX_PIXELS = 50_000_000
 MAX_SIDE = 20_000
@@ -79,13 +83,28 @@ def read_photo(path, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE,
     if not path.is_file():
         raise PhotoNotFoundError(path, "no such file" if not path.exists() else "not a regular file")
     with open(path, "rb") as f:
-        im = _open(path, f)
-        _check_header(path, im, max_pixels, max_side, min_side)
-        _decode(path, im)
-        im = _upright(im)
-        array = _to_rgb8(path, im)
+        array = _load(path, f, max_pixels, max_side, min_side)
     _read_paths.add(_real(path))
     return array
+
+
+def decode_photo(data: bytes, name: str = "<photo bytes>", *, max_pixels: int = MAX_PIXELS,
+                 max_side: int = MAX_SIDE, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Decode an encoded photo held in memory (e.g. read from a dataset) exactly as :func:`read_photo` would.
+
+    ``data`` is the file's bytes; ``name`` only labels error messages. Returns ``uint8`` RGB
+    ``[H, W, 3]`` (0..255), upright per its EXIF orientation; raises the same
+    :class:`~jaxprotect.io.errors.PhotoError` subclasses as :func:`read_photo`.
+    """
+    return _load(name, io.BytesIO(bytes(data)), max_pixels, max_side, min_side)
+
+
+def _load(path, f, max_pixels, max_side, min_side) -> np.ndarray:
+    im = _open(path, f)
+    _check_header(path, im, max_pixels, max_side, min_side)
+    _decode(path, im)
+    im = _upright(im)
+    return _to_rgb8(path, im)
 
 
 def _open(path: Path, f):
