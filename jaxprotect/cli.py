@@ -18,7 +18,10 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jaxprotect import __version__
+
     parser = argparse.ArgumentParser(prog="jaxprotect", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"jaxprotect {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
