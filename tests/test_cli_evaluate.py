@@ -1,6 +1,6 @@
 """`jaxprotect evaluate` end to end on a tiny generated folder of real face photos.
 
-Three people from the deepface test photos (same-person pairs of its master.csv), downscaled to 256 px:
+Three people from the deepface test photos (same-person pairs of its master.csv), cropped to their central square at 224 px:
 the first photo of each is "protected" (visible noise; one has its face painted over) and saved under
 three tools' naming schemes; the second photo is the reference. Judged by the shipped foamliu
 MobileFaceNet (cheap); the real judges (dlib, FaceNet-CASIA via OpenCV) run in the slow test.
@@ -20,10 +20,12 @@ from tests.conftest import asset_path
 PEOPLE = {"ann": ("img20.jpg", "img21.jpg"), "bob": ("img16.jpg", "img17.jpg"), "cat": ("img3.jpg", "img12.jpg")}
 
 
-def _small(path: Path, side: int = 256) -> Image.Image:
+def _small(path: Path, side: int = 224) -> Image.Image:
+    """The photo's central square at ``side`` px: one size for every photo, so each network compiles once."""
     im = Image.open(path).convert("RGB")
-    im.thumbnail((side, side), Image.BICUBIC)
-    return im
+    s = min(im.size)
+    left, top = (im.width - s) // 2, (im.height - s) // 2
+    return im.crop((left, top, left + s, top + s)).resize((side, side), Image.BICUBIC)
 
 
 @pytest.fixture(scope="module")

@@ -109,3 +109,16 @@ def test_gradient_through_default_lpips_vgg():
     a, b = _pairs()
     g = jax.grad(lambda x: jnp.sum(l.apply(l.params, x, b[:1])))(a[:1])
     assert np.isfinite(np.asarray(g)).all() and float(jnp.abs(g).max()) > 0
+
+
+def test_manifest_records_the_installed_files():
+    import tomllib
+    from pathlib import Path
+
+    from ported_weights import sha256_file
+
+    with open(Path(__file__).resolve().parent.parent / "ported_weights" / "manifest.toml", "rb") as f:
+        entries = {e["name"]: e for e in tomllib.load(f)["checkpoint"]}
+    for arch, name in (("alex", "alexnet.ckpt"), ("vgg", "vgg16.ckpt")):
+        assert entries[name]["kind"] == f"lpips_{arch}" and entries[name]["shipped"] is False
+        assert sha256_file(weights_path(arch)) == entries[name]["sha256"], name
