@@ -21,6 +21,9 @@ def test_pairwise_scores():
     assert np.isnan(cos[2]).all()
     euc = pairwise_scores(a, b, "euclidean")
     np.testing.assert_allclose(euc[:2], [[np.sqrt(5), np.sqrt(89)], [np.sqrt(13), 5.0]])
+    # a "no face" placeholder of another width scores NaN against anything
+    assert np.isnan(pairwise_scores(np.full(1, np.nan), b, "cosine")).all()
+    assert pairwise_scores(np.full((2, 1), np.nan), b, "euclidean").shape == (2, 2)
 
 
 def test_amt_gan_recogniser_sees_the_box_slice_and_carries_the_fixed_thresholds():
@@ -64,13 +67,17 @@ def test_evaluator_reports_fixed_and_calibrated_thresholds(tmp_path):
     Image.fromarray(np.asarray(Image.open(orig / "b_2.png"))).save(prot / "a_1.protected.png")
     Image.open(orig / "b_1.png").save(prot / "b_1.protected.png")
 
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(targets / "dark.png")  # the judge sees no face here
+
     def embed(photo, face):
-        return photo.reshape(-1, 3).mean(0) - 128.0
+        return None if photo.mean() < 10 else photo.reshape(-1, 3).mean(0) - 128.0
 
     judge = EvalJudge("colour", "cosine", embed, "mean colour", fixed_thresholds={0.1: 0.5, 0.01: 0.9},
                       fixed_source="published")
-    cfg = EvaluateConfig(originals_dir=str(orig), judges=("none",), fars=(0.1, 0.01), robustness=(), lpips=None,
-                         plots=False)
+    cfg = EvaluateConfig(originals_dir=str(orig), targets_dir=str(targets), judges=("none",), fars=(0.1, 0.01),
+                         robustness=(), lpips=None, plots=False)
     report = Evaluator(cfg, judges=[judge]).evaluate(prot, tmp_path / "report")
     j = report["judges"]["colour"]
     assert set(j["thresholds"]) == {"calibrated", "published"}
@@ -81,6 +88,8 @@ def test_evaluator_reports_fixed_and_calibrated_thresholds(tmp_path):
         for far in (0.1, 0.01):
             assert own[source][far]["psr"] == 0.5 and own[source][far]["matched_before"] == 2, (source, far)
     assert "| colour | published | 1% |" in (tmp_path / "report" / "report.md").read_text()
+    imp = j["impersonation"]["published"][0.01]
+    assert (imp["pairs"], imp["successes"], imp["psr"]) == (2, 0, 0.0) and j["no_face"]["unprotected"] == 1
 
 
 def test_judges_not_installed_are_skipped_with_a_message(monkeypatch):

@@ -64,15 +64,26 @@ class EvalJudge:
 
 
 def pairwise_scores(a, b, metric: str) -> np.ndarray:
-    """[n, m] scores between rows of ``a`` [n, D] and ``b`` [m, D]; rows of NaN (no face) give NaN."""
+    """[n, m] scores between rows of ``a`` [n, D] and ``b`` [m, D]; rows with NaN (no face) give NaN.
+
+    A side made only of NaN rows may have any width (a placeholder for "no face").
+    """
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"unknown metric {metric!r}")
     a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    out = np.full((a.shape[0], b.shape[0]), np.nan)
+    va, vb = ~np.isnan(a).any(axis=1), ~np.isnan(b).any(axis=1)
+    if not (va.any() and vb.any()):
+        return out
+    a, b = a[va], b[vb]
     if metric == "cosine":
         a = a / np.linalg.norm(a, axis=1, keepdims=True)
         b = b / np.linalg.norm(b, axis=1, keepdims=True)
-        return a @ b.T
-    if metric == "euclidean":
-        return np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0))
-    raise ValueError(f"unknown metric {metric!r}")
+        scores = a @ b.T
+    else:
+        scores = np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0))
+    out[np.ix_(va, vb)] = scores
+    return out
 
 
 def _installed(*modules) -> bool:

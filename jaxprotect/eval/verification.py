@@ -101,7 +101,8 @@ def impersonation(before, after, threshold: float, higher_is_closer: bool) -> di
     """Impersonation success rate over all pairs.
 
     ``before``: scores original vs target; ``after``: protected vs target (NaN = no face = failure).
-    Returns ``{"psr", "pairs", "successes", "no_face_after", "matched_before_rate", "margins", "margin"}``.
+    Returns ``{"psr", "pairs", "successes", "no_face_after" (pairs without a score: no face in the
+    protected photo or in the target), "matched_before_rate", "margins", "margin"}``.
     """
     before, after = np.asarray(before, np.float64), np.asarray(after, np.float64)
     n = int(after.size)
