@@ -58,7 +58,6 @@ def test_mapping_file_overrides_and_gives_targets(tmp_path):
     assert p.how[prot / "x_00001.png"] == "mapping"
     js = tmp_path / "map.json"
     js.write_text(json.dumps({"x_00001.png": "a.jpg"}))
-    _touch(targets, "t2.jpg")
     single = tmp_path / "one_target"
     _touch(single, "only.jpg")
     p = pair_protected(prot, orig, single, js)
