@@ -1,4 +1,4 @@
-"""The ``jaxprotect`` command: ``faces``, ``protect``, ``demo`` and ``convert``.
+"""The ``jaxprotect`` command: ``faces``, ``protect``, ``demo``, ``convert`` and ``evaluate``.
 
 Each subcommand lives in ``jaxprotect/commands/<name>.py`` with ``add_arguments(parser)`` and
 ``run(args) -> int`` (the exit status); heavy imports happen inside ``run``.
@@ -14,6 +14,8 @@ COMMANDS = {
     "faces": "detect faces (MTCNN) in photos; print boxes and scores, optionally write aligned crops",
     "protect": "protect the faces in photos (clip2protect, tipim, pgd, mifgsm, tidim)",
     "convert": "convert an original PyTorch checkpoint into a jaxprotect params cache (.npz/.safetensors)",
+    "evaluate": "evaluate protected photos against their originals: PSR (verification, identification), "
+                "quality, robustness",
 }
 
 

