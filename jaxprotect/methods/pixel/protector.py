@@ -20,12 +20,12 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-import dm_pix
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxprotect.detect.align import align_face, paste_back, warp_affine
+from jaxprotect.eval.quality import psnr, ssim
 from jaxprotect.face_conventions import FaceSelection, select_faces
 from jaxprotect.io.errors import NoFaceError
 from jaxprotect.methods import noise, tipim
@@ -77,11 +77,9 @@ def eps_levels(config) -> float:
 
 
 def image_quality(original: np.ndarray, protected: np.ndarray) -> dict:
-    """PSNR (dB) and SSIM (dm-pix, 11x11 Gaussian window σ 1.5) of two uint8 [H, W, 3] images."""
-    a = jnp.asarray(original, jnp.float32) / 255.0
-    b = jnp.asarray(protected, jnp.float32) / 255.0
-    psnr = float(dm_pix.psnr(a, b))
-    return {"psnr": psnr if np.isfinite(psnr) else float("inf"), "ssim": float(dm_pix.ssim(a, b))}
+    """PSNR (dB) and SSIM (dm-pix, 11x11 Gaussian window σ 1.5) of two uint8 [H, W, 3] images
+    (:mod:`jaxprotect.eval.quality`)."""
+    return {"psnr": psnr(original, protected), "ssim": ssim(original, protected)}
 
 
 def load_surrogates(names) -> tuple[tuple[Recogniser, ...], tuple]:
