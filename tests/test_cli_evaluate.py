@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from jaxprotect.cli import main
-from tests.conftest import asset_path
+from helpers.golden import asset_path
 
 PEOPLE = {"ann": ("img20.jpg", "img21.jpg"), "bob": ("img16.jpg", "img17.jpg"), "cat": ("img3.jpg", "img12.jpg")}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import asset_path
+from helpers.golden import asset_path
 from PIL import Image
 
 from jaxprotect import datasets

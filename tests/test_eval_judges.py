@@ -9,8 +9,8 @@ import pytest
 from jaxprotect.eval.judges import EvalJudge, Face, load_eval_judges, pairwise_scores, recogniser_judge
 from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS, amt_gan_input
 from jaxprotect.registry import load_network
-from tests.conftest import load_golden
-from tests.weight_rule import rule_weights
+from helpers.golden import load_golden
+from helpers.weight_rule import rule_weights
 
 
 def test_pairwise_scores():

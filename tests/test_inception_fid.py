@@ -9,8 +9,8 @@ import pytest
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.models.inception_fid import FID_WEIGHTS_NAME, avg_pool_3x3_exclude_pad, load_inception_fid
 from jaxprotect.registry import load_network
-from tests.conftest import load_golden
-from tests.weight_rule import rule_weights
+from helpers.golden import load_golden
+from helpers.weight_rule import rule_weights
 
 MIXED = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
          "Mixed_7a", "Mixed_7b", "Mixed_7c")
