@@ -1,15 +1,17 @@
-"""FaceNet (facenet-pytorch InceptionResnetV1) against the golden vectors of the original code."""
+"""FaceNet (facenet-pytorch InceptionResnetV1): contracts, logits head, converter.
+
+Golden parity is in test_golden_parity.
+"""
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 
 from jaxprotect import load_network
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.models.facenet import InceptionResnetV1, facenet_param_shapes, load_facenet
+from helpers import parity
 from helpers.golden import load_golden
-from helpers.weight_rule import rule_weights
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +20,13 @@ def golden():
 
 
 @pytest.fixture(scope="module")
-def weights(golden):
-    return rule_weights(golden)
+def weights():
+    return parity.weights("facenet.npz")
 
 
 @pytest.fixture(scope="module")
-def net(weights):
-    return load_network("facenet", weights)
+def net():
+    return parity.network("facenet.npz")
 
 
 def _nhwc(x):
@@ -32,24 +34,9 @@ def _nhwc(x):
 
 
 @pytest.fixture(scope="module")
-def outputs(net, golden):
-    x = _nhwc(golden["input"])
-    fn = jax.jit(lambda p, x: (net.apply(p, x), net.apply(p, x, output="prenorm")))
-    with jax.default_matmul_precision("highest"):
-        return [np.asarray(o) for o in fn(net.params, x)]
-
-
-@pytest.mark.parametrize(
-    "index, key, key_f64, atol",
-    [
-        (0, "embedding", "embedding_f64", 2e-6),
-        (0, "embedding_l2", "embedding_f64", 2e-6),
-        (1, "embedding_prenorm", "embedding_prenorm_f64", 5e-5),
-    ],
-)
-def test_matches_golden(outputs, golden, index, key, key_f64, atol):
-    np.testing.assert_allclose(outputs[index], golden[key], rtol=0, atol=atol)
-    np.testing.assert_allclose(outputs[index], golden[key_f64], rtol=0, atol=atol)
+def outputs():
+    """(embedding, prenorm) of the golden network on the golden input, as the golden parity test has them."""
+    return [parity.ours("facenet.npz", "embedding"), parity.ours("facenet.npz", "embedding_prenorm")]
 
 
 def test_network_contract(net, outputs):

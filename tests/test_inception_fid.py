@@ -1,7 +1,6 @@
 """FID InceptionV3 port vs pytorch-fid's own module on rule weights (tests/golden/inception_fid.npz)."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,13 +8,8 @@ import pytest
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.models.inception_fid import FID_WEIGHTS_NAME, avg_pool_3x3_exclude_pad, load_inception_fid
 from jaxprotect.registry import load_network
-from helpers.golden import load_golden
+from helpers.golden import load_golden, tolerance
 from helpers.weight_rule import rule_weights
-
-MIXED = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-         "Mixed_7a", "Mixed_7b", "Mixed_7c")
-# tolerance table (tests/golden/README.md): f32-vs-f64 of the recording, and what we allow
-TOL = {"pool3": 2e-6, "block_mean": 2e-6, "block_crop": 2e-5, "mixed_mean": 2e-6, "input": 1e-5}
 
 _CACHE: dict = {}
 
@@ -32,52 +26,17 @@ def _net():
     return _CACHE["net"]
 
 
-def _run():
-    if "out" not in _CACHE:
-        g, net = _golden(), _net()
-        images = jnp.asarray(np.transpose(g["images"], (0, 2, 3, 1)))
-        with jax.default_matmul_precision("highest"):
-            blocks, state = net.module.apply({"params": net.params}, images, (0, 1, 2, 3),
-                                             capture_intermediates=True, mutable=["intermediates"])
-        mixed = {k: np.asarray(state["intermediates"][k]["__call__"][0], np.float64).mean(axis=(1, 2)) for k in MIXED}
-        _CACHE["out"] = ([np.asarray(b) for b in blocks], mixed)
-    return _CACHE["out"]
+def test_the_golden_sees_the_input():
+    """Parity itself is in test_golden_parity (rows of tests/golden/README.md); here: the two inputs give
+    pool3 features that differ far beyond its tolerance, and the jitted call equals the pure apply."""
+    from helpers.parity import ours
 
-
-def test_pool3_matches_pytorch_fid():
     g = _golden()
-    blocks, _ = _run()
-    pool3 = blocks[3]
-    assert pool3.shape == (2, 2048)
-    np.testing.assert_allclose(pool3, g["pool3"], atol=TOL["pool3"], rtol=0)
-    np.testing.assert_allclose(pool3, g["pool3_f64"], atol=TOL["pool3"], rtol=0)
-    # the two inputs give features that differ far beyond the tolerance: the check sees the input
-    assert np.abs(g["pool3"][0] - g["pool3"][1]).max() > 50 * TOL["pool3"]
-    # the jitted __call__ gives the same pool3
+    atol, _ = tolerance("inception_fid.npz", "pool3")
+    assert np.abs(g["pool3"][0] - g["pool3"][1]).max() > 50 * atol
+    pool3 = ours("inception_fid.npz", "pool3")
     np.testing.assert_allclose(np.asarray(_net()(jnp.asarray(np.transpose(g["images"], (0, 2, 3, 1))))), pool3,
                                atol=1e-6)
-
-
-def test_blocks_and_mixed_outputs_match():
-    g = _golden()
-    blocks, mixed = _run()
-    for k in range(3):
-        nchw = np.transpose(blocks[k], (0, 3, 1, 2)).astype(np.float64)  # means in float64, as recorded
-        np.testing.assert_allclose(nchw.mean(axis=(2, 3)), g[f"block{k}_mean_f64"], atol=TOL["block_mean"], err_msg=k)
-        np.testing.assert_allclose(nchw[:, :, 8:12, 8:12], g[f"block{k}_crop_f64"], atol=TOL["block_crop"], err_msg=k)
-    assert blocks[0].shape == (2, 73, 73, 64) and blocks[1].shape == (2, 35, 35, 192) and blocks[2].shape == (2, 17, 17, 768)
-    for name in MIXED:
-        np.testing.assert_allclose(mixed[name], g[f"mixed_{name}_mean_f64"], atol=TOL["mixed_mean"], err_msg=name)
-
-
-def test_resize_and_normalisation():
-    """The 299 bilinear resize (no antialias) and 2x - 1, checked on the recorded crop of the model input."""
-    from jaxprotect.ops.resize import interpolate
-
-    g = _golden()
-    x = interpolate(jnp.asarray(np.transpose(g["images"], (0, 2, 3, 1))), (299, 299), mode="bilinear")
-    crop = np.transpose(np.asarray(2 * x - 1), (0, 3, 1, 2))[:, :, 100:108, 100:108]
-    np.testing.assert_allclose(crop, g["input299_crop_f64"], atol=TOL["input"])
 
 
 def test_avg_pool_excludes_padding():

@@ -1,4 +1,7 @@
-"""IR / IR-SE backbones (IRSE50, IR152, IR-50) against the golden vectors of the original code."""
+"""IR / IR-SE backbones (IRSE50, IR152, IR-50): contracts, converter, loading.
+
+Golden parity is in test_golden_parity.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +16,7 @@ from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_
 from jaxprotect.commands import convert
 from jaxprotect.models.irse import UNITS, Backbone, load_ir50, load_ir152, load_irse50
 from jaxprotect.nn.torch_layers import param_shapes
+from helpers import parity
 from helpers.golden import load_golden
 from helpers.weight_rule import rule_for, rule_weights
 
@@ -53,59 +57,44 @@ def ir50_golden_like():
 
 
 @functools.cache
+def _ir50_weights():
+    return rule_weights(ir50_golden_like())
+
+
 def _weights(name):
-    return rule_weights(ir50_golden_like() if name == "ir50" else _golden(name))
+    """Rule weights of a golden (cached by :mod:`helpers.parity` for this module) or of the derived IR-50."""
+    return _ir50_weights() if name == "ir50" else parity.weights(f"{name}.npz")
 
 
 @functools.cache
+def _ir50():
+    return load_ir50(_ir50_weights())
+
+
 def _net(name):
-    return LOADERS[name](_weights(name))
-
-
-@functools.cache
-def _forward(module):
-    """One compiled (embedding, prenorm) function per module, shared by every test that runs it."""
-    return jax.jit(lambda p, x: (module.apply({"params": p}, x), module.apply({"params": p}, x, normalize=False)))
+    return _ir50() if name == "ir50" else parity.network(f"{name}.npz")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _release_caches():
     """The caches above hold a few hundred MB of weights; drop them when this module is done."""
     yield
-    for cached in (_golden, _weights, _net, _forward, _outputs):
+    for cached in (_golden, _ir50_weights, _ir50):
         cached.cache_clear()
 
 
 def _run(net, x):
-    with jax.default_matmul_precision("highest"):
-        return [np.asarray(o) for o in _forward(net.module)(net.params, x)]
+    """(embedding, prenorm embedding), through the jitted function the golden parity test compiles."""
+    return list(parity.highest(parity.jitted_outputs(net.module, (), (("normalize", False),)), net.params, x))
 
 
 def _input(name):
     return _nhwc(_golden("irse50" if name == "ir50" else name)["input"])
 
 
-@functools.cache
 def _outputs(name):
-    """(embedding, prenorm embedding) of the rule-weight network on the golden input."""
-    return _run(_net(name), _input(name))
-
-
-@pytest.mark.parametrize(
-    "name, index, key, atol",
-    [
-        ("irse50", 1, "embedding_prenorm", 5e-5),
-        ("irse50", 0, "embedding_l2", 2e-6),
-        ("irse50", 0, "embedding", 2e-6),
-        ("ir152", 0, "embedding", 5e-5),
-    ],
-)
-def test_matches_golden(name, index, key, atol):
-    g = _golden(name)
-    out = _outputs(name)[index]
-    np.testing.assert_allclose(out, g[key], rtol=0, atol=atol)
-    f64 = g.get(key.replace("_l2", "") + "_f64")
-    np.testing.assert_allclose(out, f64, rtol=0, atol=atol)
+    """(embedding, prenorm embedding) of the golden network on the golden input, as the parity test has them."""
+    return [parity.ours(f"{name}.npz", "embedding"), parity.ours(f"{name}.npz", "embedding_prenorm")]
 
 
 def test_network_contract():

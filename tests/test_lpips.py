@@ -1,4 +1,5 @@
-"""LPIPS v0.1 (vgg, alex) against lpips 0.1.4 goldens, through the real converter."""
+"""LPIPS v0.1 (vgg, alex): converter layouts, heads, gradients; parity with the lpips 0.1.4 goldens is in
+test_golden_parity."""
 from __future__ import annotations
 
 import re
@@ -11,11 +12,11 @@ import pytest
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.models.lpips import LPIPS, convert_lpips, load_lpips, lpips_heads
 from jaxprotect.registry import load_network
+from helpers import parity
 from helpers.golden import asset_path, load_golden
 from helpers.weight_rule import rule_weights
 
 ARCHS = ["vgg", "alex"]
-_NET = re.compile(r"^net\.slice\d+\.(\d+)\.(weight|bias)$")
 
 
 def _golden(arch):
@@ -27,47 +28,29 @@ def _lpips_layout(g):
     return rule_weights(g)
 
 
-def _torchvision_layout(g):
-    """The same trunk as torchvision's ``features.{i}.*`` state dict."""
-    return {"features.{}.{}".format(*_NET.match(k).groups()): v for k, v in rule_weights(g).items()}
-
-
-def _stored_heads(g, with_duplicates=True):
-    """The real v0.1 heads the golden stores as ``lin_weight::<key>`` (``lin{k}`` and, twice, ``lins.{k}``)."""
-    heads = {k.split("::", 1)[1]: v for k, v in g.items() if k.startswith("lin_weight::")}
-    return heads if with_duplicates else {k: v for k, v in heads.items() if not k.startswith("lins.")}
+_torchvision_layout = parity.lpips_torchvision_layout
+_stored_heads = parity.lpips_stored_heads
 
 
 def _nhwc(x):
     return jnp.asarray(np.transpose(x, (0, 2, 3, 1)))
 
 
-_MODELS: dict = {}
-
-
 def _model(arch) -> tuple[LPIPS, dict]:
-    """The golden model loaded from torchvision-layout rule weights + the golden's stored heads (cached)."""
-    if arch not in _MODELS:
-        g = _golden(arch)
-        _MODELS[arch] = (load_lpips(arch, _torchvision_layout(g), heads=_stored_heads(g)), g)
-    return _MODELS[arch]
+    """The golden model loaded from torchvision-layout rule weights + the golden's stored heads (cached for the
+    module by :mod:`helpers.parity`), and the golden."""
+    return parity.network(f"lpips_{arch}.npz"), _golden(arch)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_matches_golden(arch):
-    l, g = _model(arch)
-    a, b = _nhwc(g["in0"]), _nhwc(g["in1"])
-    with jax.default_matmul_precision("highest"):
-        dist = np.asarray(l(a, b))
-        total, layers = l(a, b, per_layer=True)
-        spatial = np.asarray(l(a, b, spatial=True))
-    assert dist.shape == (2,) and spatial.shape == (2, 64, 64, 1)
-    np.testing.assert_allclose(dist, g["dist"], atol=1e-6, rtol=1e-4)
-    np.testing.assert_allclose(dist, g["dist_f64"], atol=1e-6, rtol=1e-4)
-    np.testing.assert_array_equal(np.asarray(total), dist)
-    np.testing.assert_allclose(np.asarray(layers), g["dist_per_layer"], atol=1e-6)
-    np.testing.assert_allclose(spatial[..., 0], g["spatial_map"][:, 0], atol=1e-6)
-    # pair 0 is a noisy copy, pair 1 unrelated images: the metric must tell them apart
+def test_per_layer_total_is_the_distance(arch):
+    """On the golden pair: the total that ``per_layer=True`` returns is the plain distance, and the metric tells
+    pair 0 (a noisy copy) from pair 1 (unrelated images)."""
+    file = f"lpips_{arch}.npz"
+    dist, total = parity.ours(file, "dist"), parity.ours(file, "dist_with_per_layer")
+    assert dist.shape == (2,) and parity.ours(file, "spatial_map").shape == (2, 1, 64, 64)
+    assert parity.ours(file, "dist_per_layer").shape == (2, 5)
+    np.testing.assert_array_equal(total, dist)
     assert dist[0] < 0.1 * dist[1]
 
 

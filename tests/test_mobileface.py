@@ -1,4 +1,7 @@
-"""MobileFaceNet-512 (CLIP2Protect/AMT-GAN ``irse.MobileFaceNet(512)``) against the golden vectors."""
+"""MobileFaceNet-512 (CLIP2Protect/AMT-GAN ``irse.MobileFaceNet(512)``): contracts, converter, round trips.
+
+Golden parity is in test_golden_parity.
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +14,8 @@ from jaxprotect import load_network
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, save_flat
 from jaxprotect.commands import convert
 from jaxprotect.models.mobileface import load_mobileface
+from helpers import parity
 from helpers.golden import load_golden
-from helpers.weight_rule import rule_weights
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +24,13 @@ def golden():
 
 
 @pytest.fixture(scope="module")
-def weights(golden):
-    return rule_weights(golden)
+def weights():
+    return parity.weights("mobileface.npz")
 
 
 @pytest.fixture(scope="module")
-def net(weights):
-    return load_mobileface(weights)
+def net():
+    return parity.network("mobileface.npz")
 
 
 @pytest.fixture(scope="module")
@@ -37,31 +40,15 @@ def x(golden):
 
 @pytest.fixture(scope="module")
 def forward(net):
-    fn = jax.jit(lambda p, x: (net.apply(p, x), net.apply(p, x, normalize=False)))
-
-    def run(params, x):
-        with jax.default_matmul_precision("highest"):
-            return [np.asarray(o) for o in fn(params, x)]
-
-    return run
+    """(embedding, prenorm) through the jitted function the golden parity test compiles."""
+    fn = parity.recogniser_forward("mobileface.npz", net.module)
+    return lambda params, x: list(parity.highest(fn, params, x))
 
 
 @pytest.fixture(scope="module")
-def outputs(net, forward, x):
-    return forward(net.params, x)
-
-
-@pytest.mark.parametrize(
-    "index, key, key_f64, atol",
-    [
-        (1, "embedding_prenorm", "embedding_prenorm_f64", 5e-5),
-        (0, "embedding_l2", "embedding_f64", 2e-6),
-        (0, "embedding", "embedding_f64", 2e-6),
-    ],
-)
-def test_matches_golden(outputs, golden, index, key, key_f64, atol):
-    np.testing.assert_allclose(outputs[index], golden[key], rtol=0, atol=atol)
-    np.testing.assert_allclose(outputs[index], golden[key_f64], rtol=0, atol=atol)
+def outputs():
+    """(embedding, prenorm) of the golden network on the golden input, as the golden parity test has them."""
+    return [parity.ours("mobileface.npz", "embedding"), parity.ours("mobileface.npz", "embedding_prenorm")]
 
 
 def test_network_contract(net, outputs, x):

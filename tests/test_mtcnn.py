@@ -1,8 +1,10 @@
-"""MTCNN: layer-exact nets, the full cascade on real photos, converter, shipped weights, bookkeeping."""
+"""MTCNN: packed pyramid, converter, shipped weights, bookkeeping.
+
+Parity of the nets and of the cascade on real photos with the facenet-pytorch golden is in test_golden_parity.
+"""
 from __future__ import annotations
 
 import argparse
-import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +14,9 @@ import pytest
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, flatten, load_state_dict, save_flat
 from jaxprotect.detect import mtcnn_boxes as mb
 from jaxprotect.detect.mtcnn import NETS, load_mtcnn, mtcnn_params
-from jaxprotect.detect.mtcnn_nets import ONet, PNet, RNet
+from jaxprotect.detect.mtcnn_nets import PNet
 from jaxprotect.detect.mtcnn_pyramid import pack, pnet_output_size
-from jaxprotect.io import read_photo
+from helpers import parity
 from helpers.golden import ASSETS, asset_path, load_golden
 
 GOLDEN = "mtcnn_real.npz"
@@ -27,43 +29,19 @@ def golden():
 
 
 @pytest.fixture(scope="module")
-def params():
-    """Real weights through the converter: the original .pt files when present, else the shipped npz."""
-    if all((WEIGHTS / f"mtcnn_{n}.pt").exists() for n in NETS):
-        return mtcnn_params(WEIGHTS)
-    from ported_weights import shipped
-
-    return mtcnn_params(shipped("mtcnn.npz"))
+def detector():
+    """The golden's detector: real weights through the converter (the original .pt files when present, else the
+    shipped npz)."""
+    return parity.network(GOLDEN)
 
 
 @pytest.fixture(scope="module")
-def detector(params):
-    from jaxprotect.detect.mtcnn import MTCNN
-
-    return MTCNN(params)
+def params(detector):
+    return detector.params
 
 
 def nchw(x):
     return jnp.asarray(np.transpose(x, (0, 2, 3, 1)))
-
-
-@pytest.mark.parametrize(
-    "net, module, outputs",
-    [
-        ("pnet", PNet, ("reg", "prob")),
-        ("rnet", RNet, ("reg", "prob")),
-        ("onet", ONet, ("reg", "landmarks", "prob")),
-    ],
-)
-def test_net_matches_golden(golden, params, net, module, outputs):
-    with jax.default_matmul_precision("highest"):
-        got = module().apply({"params": params[net]}, nchw(golden[f"{net}_input"]))
-    for name, value in zip(outputs, got):
-        want = golden[f"{net}_{name}"]
-        value = np.asarray(value)
-        if value.ndim == 4:
-            value = np.transpose(value, (0, 3, 1, 2))
-        np.testing.assert_allclose(value, want, atol=1e-5, rtol=0, err_msg=f"{net} {name}")
 
 
 def test_pnet_packed_in_a_canvas_gives_the_same_outputs(golden, params):
@@ -84,45 +62,12 @@ def test_pnet_packed_in_a_canvas_gives_the_same_outputs(golden, params):
         np.testing.assert_allclose(region, np.asarray(w)[0], atol=1e-6)
 
 
-def _photo(golden, i):
-    rel = str(golden["files"][i])
-    image = read_photo(asset_path(f"faces/{rel}"))  # the golden used PIL.Image.open; no EXIF rotation here
-    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
-    if digest != golden["image_sha256"][i]:
-        pytest.skip(f"{rel}: this Pillow/libjpeg decodes other pixels than Pillow 13.0.0 did for the golden "
-                    "(sha256 differs), so boxes would legitimately move; the comparison is meaningless")
-    return image
-
-
-def _check_photo(golden, detector, i):
-    image = _photo(golden, i)
-    stages = {}
-    found = detector.detect(image, stages=stages)
-    p = f"img{i:02d}_"
-    assert len(found.boxes) == len(golden[p + "boxes"])
-    np.testing.assert_allclose(found.boxes, golden[p + "boxes"], atol=1e-2, rtol=0)
-    np.testing.assert_allclose(found.probs, golden[p + "probs"], atol=1e-5, rtol=0)
-    np.testing.assert_allclose(found.landmarks, golden[p + "landmarks"], atol=1e-2, rtol=0)
-    assert (np.diff(found.probs) <= 0).all()  # best first, as detect() returns them
-    for stage in ("rnet", "onet"):
-        want, got = golden[f"{p}{stage}_input_boxes"], stages[f"{stage}_input"]
-        assert got.shape == want.shape, f"{stage} input boxes"
-        # same set of boxes; the order of exactly tied scores is not defined upstream (unstable sort)
-        np.testing.assert_allclose(np.sort(got, axis=0), np.sort(want, axis=0), atol=1e-2, rtol=0)
-
-
-FAST = (2, 5, 7, 9)  # img10, img12, img14, img16: small photos, one face each
-
-
-@pytest.mark.parametrize("i", FAST)
-def test_cascade_matches_facenet_pytorch(golden, detector, i):
-    _check_photo(golden, detector, i)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("i", [i for i in range(14) if i not in FAST])
-def test_cascade_matches_facenet_pytorch_all_photos(golden, detector, i):
-    _check_photo(golden, detector, i)
+@pytest.mark.parametrize(
+    "i", [i if i in parity.MTCNN_FAST else pytest.param(i, marks=pytest.mark.slow) for i in range(parity.MTCNN_PHOTOS)])
+def test_detections_are_best_first(i):
+    """On the golden's photos (detections as the golden parity test has them): best first, as detect() returns."""
+    probs = parity.ours("mtcnn_real.npz", f"img{i:02d}_probs")
+    assert (np.diff(probs) <= 0).all()
 
 
 def test_no_face_gives_empty_detections(detector):
