@@ -221,3 +221,40 @@ def test_real_judges_judge_each_face_of_a_group_photo(name):
                 score = judge.score(embeddings[i], embeddings[j])
                 same = score > judge.threshold if judge.higher_is_closer else score < judge.threshold
                 assert not same, (judge.name, i, j, score)
+
+
+def test_a_recogniser_as_a_judge_picks_the_face_at_the_box():
+    """RecogniserJudge (e.g. a held-out surrogate): detector -> face at the box -> aligned crop -> cosine."""
+    from types import SimpleNamespace
+
+    from jaxprotect.detect.align import template
+    from jaxprotect.judges.recogniser_judge import RecogniserJudge
+    from helpers.photo_corpus import astronaut
+    from helpers.tiny_recogniser import tiny_surrogate
+
+    photo = np.concatenate([astronaut(), astronaut()[:, ::-1]], axis=1)  # two faces side by side
+    lm_left = template(112) * 1.2 + [160, 80]
+    lm_right = lm_left.copy()
+    lm_right[:, 0] = 1023 - lm_right[:, 0]
+    lm_right = lm_right[[1, 0, 2, 4, 3]]  # mirrored: left/right landmarks swap
+    boxes = np.array([[170, 90, 300, 250], [723, 90, 853, 250]], np.float64)
+
+    class StubDetector:
+        def detect(self, image):
+            assert image.shape == photo.shape  # context=10 below: the window is the whole photo
+            return SimpleNamespace(boxes=boxes, probs=np.ones(2), landmarks=np.stack([lm_left, lm_right]))
+
+    rec, params = tiny_surrogate(112)
+    judge = RecogniserJudge(rec, params, StubDetector(), threshold=0.5)
+    left, right = judge.embed_near(photo, boxes[0]), judge.embed_near(photo, boxes[1])
+    assert left.shape == right.shape == (32,)
+    assert judge.embed_near(photo, (0, 0, 10, 10)) is None
+    assert not np.allclose(left, right)
+    np.testing.assert_allclose(judge.embed(photo), left)  # equal areas: the first, the left face
+    protected = photo.copy()
+    protected[60:280, 140:330] = 255 - protected[60:280, 140:330]  # the left face inverted
+    row = judge_face(judge, photo, protected, boxes[0], surrogate=True, jpeg_quality=None, context=10.0)
+    assert row["surrogate"] and not row["independent"] and row["metric"] == "cosine similarity"
+    assert row["score"] < 0.99
+    same = judge_face(judge, photo, photo, boxes[1], jpeg_quality=None, context=10.0)
+    assert same["score"] == pytest.approx(1.0, abs=1e-6) and same["protected"] is False

@@ -41,6 +41,7 @@ __all__ = [
     "insert_roi",
     "roi_matrix",
     "template_footprint",
+    "FaceEllipse",
     "face_ellipse",
     "face_mask",
     "downscale_factor",
@@ -91,13 +92,16 @@ def template_footprint(matrix, size: int) -> np.ndarray:
     return corners @ inv[:, :2].T + inv[:, 2]
 
 
-class _Ellipse(NamedTuple):
-    centre: np.ndarray  # (x, y)
-    axes: np.ndarray  # (semi-axis along the eye line, semi-axis across it), pixels
-    angle: float  # radians, eye line against the x axis
+class FaceEllipse(NamedTuple):
+    """``centre`` (x, y); ``axes`` (semi-axis along the eye line, across it) in pixels; ``angle`` of
+    the eye line against the x axis (radians)."""
+
+    centre: np.ndarray
+    axes: np.ndarray
+    angle: float
 
 
-def face_ellipse(box, landmarks=None, scale: float = 1.15) -> _Ellipse:
+def face_ellipse(box, landmarks=None, scale: float = 1.15) -> FaceEllipse:
     """The face ellipse: centred on the MTCNN ``box`` (x1, y1, x2, y2), semi-axes ``scale`` times
     half its width and height, turned by the eye line of ``landmarks`` ((5, 2) xy; none: upright)."""
     x1, y1, x2, y2 = (float(v) for v in box[:4])
@@ -108,10 +112,10 @@ def face_ellipse(box, landmarks=None, scale: float = 1.15) -> _Ellipse:
         lm = np.asarray(landmarks, np.float64).reshape(5, 2)
         dx, dy = lm[1] - lm[0]
         angle = math.atan2(dy, dx)
-    return _Ellipse(centre, axes, angle)
+    return FaceEllipse(centre, axes, angle)
 
 
-def _ellipse_extent(e: _Ellipse) -> np.ndarray:
+def _ellipse_extent(e: FaceEllipse) -> np.ndarray:
     """Half-extent (x, y) of the ellipse's axis-aligned bounding box."""
     c, s = math.cos(e.angle), math.sin(e.angle)
     a, b = e.axes
