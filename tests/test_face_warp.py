@@ -21,6 +21,7 @@ from jaxprotect.ops.face_warp import (
     insert_roi,
     roi_matrix,
     template_footprint,
+    tent_downsample,
     upsample_linear,
     warp_to_template,
 )
@@ -155,6 +156,16 @@ def test_antialias_reaches_every_pixel_of_a_large_face():
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
     aa = np.asarray(warp_to_template(x, matrix, 112, antialias=True))
     assert np.abs(aa - align_face(big, lm, 112).image).mean() < 6.0  # the same face, filtered
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_tent_downsample_keeps_ramps_and_constants(k):
+    ramp = jnp.asarray(np.tile(np.arange(40, dtype=np.float32)[None, :, None], (9 * k, 1, 2)))
+    out = np.asarray(tent_downsample(ramp, k))
+    assert out.shape == (9, -(-40 // k), 2)
+    centres = k * np.arange(out.shape[1]) + (k - 1) / 2
+    np.testing.assert_allclose(out[2, 1:-1, 0], centres[1:-1], atol=1e-4)  # each output sits at its centre
+    np.testing.assert_allclose(np.asarray(tent_downsample(jnp.full((13, 11, 3), 7.0), k)), 7.0, atol=1e-5)
 
 
 def test_upsample_linear_is_torch_bilinear():

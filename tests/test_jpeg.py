@@ -18,6 +18,7 @@ from jaxprotect.ops.jpeg import (
     diff_round,
     eot_draw,
     eot_transform,
+    fancy_upsample,
     jpeg_approx,
     pillow_roundtrip,
     quant_tables,
@@ -86,6 +87,12 @@ def test_quant_tables_under_jit_and_dct_is_orthonormal():
     np.testing.assert_allclose(np.asarray(coef[..., 0, 0]), np.asarray(x).reshape(2, 2, 8, 3, 8).mean((2, 4)) * 8,
                                atol=1e-3)  # DC = 8 x block mean
     np.testing.assert_allclose(np.asarray(block_idct(coef)), np.asarray(x), atol=1e-3)
+
+
+def test_fancy_upsample_is_torch_bilinear_x2():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 7, 2)), jnp.float32)
+    np.testing.assert_allclose(np.asarray(fancy_upsample(x)), np.asarray(interpolate(x, (10, 14), mode="bilinear")),
+                               atol=1e-5)
 
 
 def test_diff_round_forward_and_gradients():

@@ -18,16 +18,18 @@ template ``(x, y)`` (``align.similarity_transform`` of the 5 MTCNN landmarks to
 * :func:`face_mask` - a feathered ellipse from the MTCNN box, turned with the eye line.
 * :func:`roi_matrix` - the aligning matrix expressed in ROI coordinates.
 * :func:`warp_to_template` - differentiable bilinear warp (zeros outside, as ``align.align_face``);
-  ``antialias=True`` first blurs with a Gaussian matched to the shrink factor, so a large face is
-  not point-sampled and the gradient reaches every pixel smoothly, not one pixel in ``(1/s)^2``.
-  (A ``k x k`` box average was tried first: its gradient is constant over each block, and 40
-  signed steps drew a visible 7-px mosaic; see experiments/results/full_res_roi.md.)
+  ``antialias=True`` first shrinks by the integer part of the downscale with a tent filter, so a
+  large face is not point-sampled and the gradient reaches every pixel smoothly, not one pixel in
+  ``(1/s)^2``. (A ``k x k`` box average was tried first: its gradient is constant over each block,
+  and 40 signed steps drew a visible 7-px mosaic, experiments/results/full_res_roi_box_prefilter.md;
+  a full-resolution Gaussian blur cost 4.5 GB of XLA temporaries on a 2000-px ROI.)
 * :class:`DeltaGrid` - the policy for huge ROIs: the perturbation is parameterised on a grid
   ``factor`` times coarser and upsampled bilinearly (linear cost) to the ROI.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import NamedTuple
 
@@ -48,7 +50,8 @@ __all__ = [
     "face_ellipse",
     "face_mask",
     "downscale_factor",
-    "antialias_sigma",
+    "antialias_step",
+    "tent_downsample",
     "warp_to_template",
     "upsample_linear",
     "DeltaGrid",
@@ -228,33 +231,47 @@ def _sample(image, x, y):
     return out
 
 
-def antialias_sigma(matrix) -> float:
-    """Gaussian prefilter sigma (ROI pixels) for a warp that shrinks by ``downscale_factor(matrix)``:
-    ``(1 / s - 1) / 2`` (scikit-image's ``rescale(anti_aliasing=True)`` rule), 0 when not shrinking."""
+def antialias_step(matrix) -> int:
+    """The integer shrink ``k = floor(1 / s)`` that :func:`warp_to_template` prefilters by (1 when not shrinking 2x)."""
     s = downscale_factor(matrix)
-    return max(0.0, (1.0 / s - 1.0) / 2.0) if s > 0 else 0.0
+    return max(1, int(math.floor(1.0 / s))) if s > 0 else 1
 
 
-def _gaussian_prefilter(image, sigma: float):
-    """Separable Gaussian blur of [H, W, C]; zero padding renormalised, so edges keep their level."""
-    radius = int(math.ceil(3 * sigma))
-    t = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
-    k = jnp.asarray(k / k.sum(), jnp.float32)
+@functools.lru_cache(maxsize=64)
+def _tent_table(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices [m, 2k], weights [m, 2k]) of a stride-``k`` tent filter over ``n`` samples.
+
+    Output ``i`` sits at input ``c = k*i + (k-1)/2`` and averages the inputs ``p`` with weights
+    ``max(k - |p - c|, 0)`` (a triangle of half-width k), renormalised where it leaves the signal.
+    """
+    m = -(-n // k)
+    centre = k * np.arange(m)[:, None] + (k - 1) / 2.0
+    p = np.floor(centre - k + 1).astype(np.int64) + np.arange(2 * k)[None, :]
+    w = np.maximum(k - np.abs(p - centre), 0.0) * ((p >= 0) & (p < n))
+    w = w / w.sum(axis=1, keepdims=True)
+    return np.clip(p, 0, n - 1).astype(np.int32), w.astype(np.float32)
+
+
+def tent_downsample(image, k: int):
+    """Shrink ``image`` [H, W, C] by an integer ``k`` with a tent (triangle) filter: [ceil(H/k), ceil(W/k), C].
+
+    Output pixel ``(i, j)`` sits at input ``(k*j + (k-1)/2, k*i + (k-1)/2)``. Linear cost (2k taps
+    per output along each axis), and its gradient is piecewise linear in the input position: smooth,
+    unlike a k x k box average whose gradient is constant over each block.
+    """
+    if k <= 1:
+        return image
 
     def along(x, axis):
-        n = x.shape[axis]
-        pad = [(0, 0)] * x.ndim
-        pad[axis] = (radius, radius)
-        xp = jnp.pad(x, pad)
+        idx, w = _tent_table(x.shape[axis], k)
         out = 0.0
-        for i in range(2 * radius + 1):
-            out = out + k[i] * jax.lax.slice_in_dim(xp, i, i + n, axis=axis)
+        for t in range(idx.shape[1]):
+            shape = [1] * x.ndim
+            shape[axis] = idx.shape[0]
+            out = out + jnp.asarray(w[:, t]).reshape(shape) * jnp.take(x, jnp.asarray(idx[:, t]), axis=axis)
         return out
 
-    ones = jnp.ones(image.shape[:2] + (1,), jnp.float32)
-    norm = along(along(ones, 0), 1)
-    return along(along(image, 0), 1) / norm
+    return along(along(image, 0), 1)
 
 
 def warp_to_template(roi_image, matrix, size, *, antialias: bool = False):
@@ -266,16 +283,20 @@ def warp_to_template(roi_image, matrix, size, *, antialias: bool = False):
     ``antialias=False`` this is ``align.align_face`` (its forward values, to float32 rounding).
     Differentiable in ``roi_image``.
 
-    ``antialias=True`` (needs a numpy ``matrix``): when the warp shrinks, the ROI is first blurred
-    with a Gaussian of :func:`antialias_sigma` (e.g. 3.1 px for a 0.14x shrink), so the samples
-    do not alias and the gradient reaches every photo pixel as smooth overlapping blobs instead of
-    the four pixels around each sample point (about one pixel in ``(1/s)^2`` otherwise).
+    ``antialias=True`` (needs a numpy ``matrix``): when the warp shrinks ``k = floor(1/s) >= 2``
+    times, the ROI is first shrunk ``k`` times by :func:`tent_downsample` and the matrix adjusted;
+    the rest of the shrink (below 2x) is bilinear. The samples do not alias, and the gradient
+    reaches every photo pixel, piecewise linear, instead of the four pixels around each sample
+    point (about one pixel in ``(1/s)^2``). Cost and memory stay linear in the ROI's size.
     """
     s_h, s_w = (size, size) if isinstance(size, int) else size
     if antialias:
-        sigma = antialias_sigma(matrix)
-        if sigma > 0.25:
-            roi_image = _gaussian_prefilter(jnp.asarray(roi_image, jnp.float32), sigma)
+        k = antialias_step(matrix)
+        if k >= 2:
+            roi_image = tent_downsample(jnp.asarray(roi_image, jnp.float32), k)
+            m = np.asarray(matrix, np.float64)
+            # full-resolution x = k * x_small + (k - 1) / 2
+            matrix = np.concatenate([m[:, :2] * k, (m[:, 2] + m[:, :2] @ np.full(2, (k - 1) / 2))[:, None]], axis=1)
     m = jnp.asarray(matrix, jnp.float32)
     a = jnp.concatenate([m, jnp.array([[0.0, 0.0, 1.0]], jnp.float32)], axis=0)
     inv = jnp.linalg.inv(a)

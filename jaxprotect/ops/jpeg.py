@@ -43,7 +43,6 @@ import numpy as np
 from jax import lax
 
 from jaxprotect.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
-from jaxprotect.ops.resize import interpolate
 
 __all__ = [
     "LUMA_TABLE",
@@ -56,6 +55,7 @@ __all__ = [
     "dct_matrix",
     "block_dct",
     "block_idct",
+    "fancy_upsample",
     "jpeg_approx",
     "resize_roundtrip",
     "EOTConfig",
@@ -166,6 +166,27 @@ def _quantise(plane, table, rounding):
     return jnp.clip(block_idct(coef) + 128.0, 0.0, 255.0)
 
 
+def fancy_upsample(x):
+    """libjpeg's h2v2 "fancy" upsampling of [N, h, w, C] to [N, 2h, 2w, C]: along each axis output
+    ``2i`` is ``3/4 x[i] + 1/4 x[i-1]`` and ``2i+1`` is ``3/4 x[i] + 1/4 x[i+1]`` (edges repeated), which
+    is ``F.interpolate(scale_factor=2, mode='bilinear', align_corners=False)``; linear cost."""
+
+    def along(x, axis):
+        n = x.shape[axis]
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (1, 1)
+        xp = jnp.pad(x, pad, mode="edge")
+        prev = lax.slice_in_dim(xp, 0, n, axis=axis)
+        here = lax.slice_in_dim(xp, 1, n + 1, axis=axis)
+        nxt = lax.slice_in_dim(xp, 2, n + 2, axis=axis)
+        out = jnp.stack([0.75 * here + 0.25 * prev, 0.75 * here + 0.25 * nxt], axis=axis + 1)
+        shape = list(x.shape)
+        shape[axis] = 2 * n
+        return out.reshape(shape)
+
+    return along(along(x, 1), 2)
+
+
 def _pad_edge(x, multiple):
     h, w = x.shape[1], x.shape[2]
     ph, pw = (-h) % multiple, (-w) % multiple
@@ -203,8 +224,7 @@ def jpeg_approx(images, quality=75, *, rounding: str = "ste", subsampling: str =
     cr = _quantise(chroma[..., 1], chroma_t, rounding)
     chroma = jnp.stack([cb, cr], axis=-1)
     if subsampling == "4:2:0":
-        chroma = chroma[:, : y.shape[1] // 2, : y.shape[2] // 2]
-        chroma = interpolate(chroma, (y.shape[1], y.shape[2]), mode="bilinear", align_corners=False)
+        chroma = fancy_upsample(chroma[:, : y.shape[1] // 2, : y.shape[2] // 2])
     if round_samples:
         y, chroma = diff_round(y, "ste"), diff_round(chroma, "ste")
     rgb = jnp.clip(ycbcr_to_rgb(jnp.concatenate([y[..., None], chroma], axis=-1)), 0.0, 255.0)
