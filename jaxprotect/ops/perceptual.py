@@ -60,10 +60,10 @@ class TextureBudget:
     So flat skin gets ``floor``, hair, beard, eyebrows and edges up to ``ceiling``. Defaults:
     floor 2, ceiling 10 grey levels (the noise baselines spend a uniform 8-16 everywhere),
     ``texture_ref`` 16 grey levels, a 2-px window. Measured with real LPIPS-Alex on the face ROIs
-    of 9 photos (astronaut, 8 deepface), random-sign noise shaped by this map has a median 0.72x
-    (worst 1.09x) the LPIPS of uniform noise of the same RMS; the luminance term made that worse
-    (0.76x at power 0.5, 0.84x at 1), so it is off by default (LPIPS does not model luminance
-    adaptation, so this does not refute it either).
+    of 9 photos (astronaut, 8 deepface; experiments/texture_budget.py), random-sign noise shaped
+    by this map has a median 0.75x (worst 1.02x, below 1 on 8 of 9 faces) the LPIPS of uniform
+    noise of the same RMS; the luminance term did not help (0.75x at power 0.5, 0.79x at 1), so it
+    is off by default (LPIPS does not model luminance adaptation, so this does not refute it either).
     """
 
     floor: float = 2.0
