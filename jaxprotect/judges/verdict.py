@@ -174,8 +174,10 @@ def face_verdict(judges: Sequence, original: np.ndarray, protected: np.ndarray, 
     return out
 
 
-def photo_verdict(judges: Sequence, original: np.ndarray, protected: np.ndarray, boxes, **kwargs) -> dict:
-    """:func:`face_verdict` for every face ``boxes`` [n, 4] of a photo, plus a summary.
+def photo_verdict(judges: Sequence, original: np.ndarray, protected: np.ndarray, boxes, on_face=None,
+                  **kwargs) -> dict:
+    """:func:`face_verdict` for every face ``boxes`` [n, 4] of a photo, plus a summary; ``on_face()`` is
+    called after each face (a progress display).
 
     Returns {faces: [face verdicts, with ``index``], independent_judges: [names], surrogate_judges:
     [names], summary: {faces, protected, not_protected, undetermined, and the same after JPEG}}.
@@ -187,6 +189,8 @@ def photo_verdict(judges: Sequence, original: np.ndarray, protected: np.ndarray,
     faces = []
     for i, box in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
         faces.append({"index": i, **face_verdict(judges, original, protected, box, **kwargs)})
+        if on_face is not None:
+            on_face()
     surrogates = set(kwargs.get("surrogates", ()))
 
     def count(key):
