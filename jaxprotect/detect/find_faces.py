@@ -36,7 +36,7 @@ class FaceSearch:
     ``nms_iou``: overlap above which two candidates are the same face.
     """
 
-    candidate_thresholds: tuple = (0.6, 0.6, 0.5)
+    candidate_thresholds: tuple = (0.6, 0.6, 0.7)
     pad: float = 0.15
     min_inside: float = 0.25
     min_face_size: int = 20

@@ -40,7 +40,8 @@ class FullResProtector:
     ``config`` a :class:`RoiAttackConfig` (e.g. a preset of :mod:`jaxprotect.methods.pixel.presets`);
     ``surrogates``/``params`` the recognisers attacked (:func:`load_surrogates`); ``detector`` an MTCNN;
     ``lpips`` a loaded LPIPS-Alex when ``config.lpips_weight > 0``; ``faces`` which faces;
-    ``search`` how candidates are found (None: one MTCNN pass at the detector's own thresholds).
+    ``search`` how candidates are found (None: one MTCNN pass at the detector's own thresholds);
+    ``target_feats`` candidate identities per surrogate [T, D] (for ``config.target_weight``).
     """
 
     config: RoiAttackConfig
@@ -50,6 +51,7 @@ class FullResProtector:
     lpips: Any = None
     faces: FaceChoice = FaceChoice()
     search: FaceSearch | None = FaceSearch()
+    target_feats: Any = None
     method: str = "fullres"
 
     def __post_init__(self):
@@ -92,7 +94,8 @@ class FullResProtector:
             reasons = "; ".join(f"face {s['index']}: {s['reason']}" for s in selection.skipped)
             raise NoFaceError(path, f"no face left to protect ({reasons}); nothing written")
         edit = protect_faces(photo, det.boxes, det.landmarks, selection.indices, self.surrogates, self.params, key,
-                             self.config, lpips=self.lpips, progress=progress, face_started=face_started)
+                             self.config, lpips=self.lpips, progress=progress, face_started=face_started,
+                             target_feats=self.target_feats)
         seconds = time.perf_counter() - start
         faces = []
         for face in edit.faces:

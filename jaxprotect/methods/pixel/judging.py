@@ -75,11 +75,13 @@ class PhotoJudges:
         indep = verdict["independent_judges"]
         names = {r["judge"] for f in verdict["faces"] for r in f["judges"]}
         for name in sorted(names):
-            rows = [r for f in verdict["faces"] for r in f["judges"] if r["judge"] == name]
+            rows = [r for f in verdict["faces"] for r in f["judges"] if r["judge"] == name and r["original_found"]]
             ok = sum(r["protected"] is True for r in rows)
             jp = sum(bool(r.get("jpeg", {}).get("protected")) for r in rows)
             role = "independent" if name in indep else "surrogate"
-            out.append(f"{name} ({role}): {ok}/{len(rows)} face(s) not recognised; after JPEG 75: {jp}/{len(rows)}")
+            missed = len(verdict["faces"]) - len(rows)
+            out.append(f"{name} ({role}): {ok}/{len(rows)} judged face(s) not recognised, after JPEG 75 {jp}/{len(rows)}"
+                       + (f" ({missed} face(s) its detector does not find)" if missed else ""))
         out.append(f"verdict: {s['protected']}/{s['faces']} face(s) protected against every independent judge"
                    + (f", {s['after_jpeg']['protected']}/{s['faces']} after JPEG" if "after_jpeg" in s else ""))
         return out
