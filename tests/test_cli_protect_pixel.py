@@ -81,3 +81,28 @@ def test_outputs_do_not_depend_on_the_photo_name_or_order(inputs, tmp_path):
     a = np.asarray(Image.open(outs[0] / "astronaut.pgd.png"))
     b = np.asarray(Image.open(outs[1] / "renamed_copy.pgd.png"))
     np.testing.assert_array_equal(a, b)
+
+
+def test_default_method_is_fullres_and_reports_every_face(inputs, tmp_path, capsys):
+    """No --method: the full-resolution path; the report lists the faces found, protected and skipped."""
+    out = tmp_path / "o"
+    code = main(["protect", "--steps", "1", "--surrogates", "mobilefacenet_foamliu", "--judges", "none",
+                 "--no-progress", str(inputs / "astronaut.png"), "-o", str(out)])
+    assert code == 0
+    report = json.loads((out / "astronaut.fullres.json").read_text())
+    assert report["method"] == "fullres" and report["settings"]["strength"] == "balanced"
+    assert len(report["faces_found"]) >= 1 and len(report["faces"]) == 1 and report["verdict"] is None
+    face = report["faces"][0]
+    assert face["prob"] >= 0.9 and face["face_quality"]["linf"] <= 16
+    original = np.asarray(Image.open(inputs / "astronaut.png").convert("RGB")).astype(int)
+    protected = np.asarray(Image.open(out / "astronaut.fullres.png").convert("RGB")).astype(int)
+    changed = np.abs(protected - original).sum(-1) > 0
+    assert 0 < changed.mean() < 0.6  # the face, not the whole photo
+    err = capsys.readouterr().err
+    assert "face 0 [" in err and "protected" in err and "no verdict" in err
+
+
+def test_strength_is_refused_with_a_crop_method(inputs, tmp_path, capsys):
+    code = main(["protect", "--method", "pgd", "--strength", "strong", str(inputs / "astronaut.png"),
+                 "-o", str(tmp_path / "o")])
+    assert code == 2 and "--strength applies to --method fullres only" in capsys.readouterr().err

