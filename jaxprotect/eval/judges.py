@@ -116,10 +116,9 @@ def recogniser_judge(net) -> EvalJudge:
     """An :class:`EvalJudge` for a loaded face recogniser :class:`jaxprotect.network.Network`."""
     import jax.numpy as jnp
 
-    from jaxprotect.detect.align import align_face, box_crop
+    from jaxprotect.detect.align import box_crop
     from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS, amt_gan_input
 
-    lo, hi = net.input_range
     if net.name in AMT_GAN_THRESHOLDS:
         def embed(photo, face):
             if face is None:
@@ -133,14 +132,13 @@ def recogniser_judge(net) -> EvalJudge:
                          fixed_thresholds=dict(AMT_GAN_THRESHOLDS[net.name]),
                          fixed_source="AMT-GAN test.py th_dict")
 
+    from jaxprotect.judges.recogniser_judge import RecogniserJudge
+
     size = int(net.input_size[0])
+    judge = RecogniserJudge.from_network(net)  # the one "recogniser as a judge" (aligned 5-point crop, cosine)
 
     def embed(photo, face):
-        if face is None:
-            return None
-        crop = align_face(photo, face.landmarks, size=size).image  # float32 0..255
-        x = jnp.asarray(lo + (hi - lo) * crop[None] / 255.0, jnp.float32)
-        return np.asarray(net(x)[0], np.float64)
+        return None if face is None else judge.embed_aligned(photo, face.landmarks)
 
     return EvalJudge(net.name, "cosine", embed, f"{net.name} (5-point aligned {size}x{size}), cosine")
 
