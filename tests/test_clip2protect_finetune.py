@@ -71,3 +71,39 @@ def test_compile_cache_keys_keep_every_field_the_steps_read():
     read = fields_read(search)
     assert "frozen_rows" in read and not read & set(pipeline._SEARCH_IRRELEVANT), read & set(pipeline._SEARCH_IRRELEVANT)
     assert pipeline._finetune_key(Clip2ProtectConfig(finetune_strided=False)).finetune_strided is False
+
+
+def test_precomputed_lpips_features_of_the_photo_give_the_same_tuning():
+    from jaxprotect.methods.clip2protect.finetune import FinetuneTarget, finetune_target
+    from jaxprotect.methods.clip2protect.pipeline import finetune_batch
+    from jaxprotect.models.lpips import LPIPSModule
+
+    nets, _ = small_networks(size=32)
+    photos, _, w0, _, _ = small_inputs(nets, 2, 1)
+    noise = _noise_batch(photo_keys(jax.random.key(1), (0, 1)), nets.synthesis)
+    cfg = Clip2ProtectConfig(finetune_size=16, finetune_steps=3)
+    real = _real_images(photos, cfg)
+    module = LPIPSModule("vgg")
+
+    def features(params, x):
+        return module.apply({"params": params}, x, None)
+
+    target = finetune_target(real, features, nets.lpips_params)
+    assert isinstance(target, FinetuneTarget) and len(target.lpips.maps) == 5
+    step = jax.jit(make_finetune_step(nets.synthesis, nets.lpips_apply, cfg))
+    runs = {}
+    for name, r in (("image", real), ("features", target)):
+        state = init_finetune(broadcast_params(nets.g_params, 2), cfg)
+        losses = []
+        for _ in range(2):
+            state, loss = step(state, jnp.asarray(w0), noise, r, nets.lpips_params)
+            losses.append(np.asarray(loss))
+        runs[name] = (np.stack(losses), flatten(state.params))
+    np.testing.assert_allclose(runs["features"][0], runs["image"][0], rtol=1e-5)
+    for k, v in runs["image"][1].items():
+        assert np.abs(np.asarray(runs["features"][1][k]) - np.asarray(v)).max() <= 3 * 5e-4, k
+    # the pipeline computes the features once when the networks can (default "loop" batching on CPU)
+    with_features = dataclasses.replace(nets, lpips_features=features)
+    a = finetune_batch(nets, jnp.asarray(w0), noise, real, cfg)
+    b = finetune_batch(with_features, jnp.asarray(w0), noise, real, cfg)
+    np.testing.assert_allclose(b[1], a[1], rtol=1e-5)

@@ -77,6 +77,7 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
         clip_params=vision_params,
         text=precompute_text_features(clip, cfg.source_text, cfg.prompt),
         e4e=e4e,
+        lpips_features=lpips.features if lpips is not None else None,
     )
 
 
