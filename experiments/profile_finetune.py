@@ -30,13 +30,12 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: the script can profile another checkout
 sys.path.insert(0, str(ROOT / "tests"))
 
 
 def build(size: int = 1024, modconv: str = "activation"):
     """(synthesis, g_params, lpips_apply, lpips_params, w [1, L, 512], noise, real [1, 256, 256, 3])."""
-    import jax
     import jax.numpy as jnp
     import numpy as np
     from c2p_small import stylegan2_rule_state_dict
@@ -75,7 +74,7 @@ def parts(syn, gp, lpips_apply, lpp, w, noise, real, stride, cfg):
     import jax.numpy as jnp
     import optax
 
-    from jaxprotect.methods.clip2protect.finetune import init_finetune, broadcast_params, make_finetune_step
+    from jaxprotect.methods.clip2protect.finetune import broadcast_params, init_finetune, make_finetune_step
 
     img = syn.apply(gp, w, noise, False, stride)
     img = img if img.shape[1] == 256 else jax.image.resize(img, (1, 256, 256, 3), "nearest")
@@ -108,7 +107,17 @@ def parts(syn, gp, lpips_apply, lpp, w, noise, real, stride, cfg):
         u, s2 = jax.vmap(opt.update)(g, s, p)
         return optax.apply_updates(p, u), s2
 
+    table = {}
+    from jaxprotect.methods.clip2protect import finetune as ft
+
+    if hasattr(ft, "finetune_target"):  # this version can compute the photo's LPIPS features once
+        from jaxprotect.models.lpips import LPIPSModule
+
+        module = LPIPSModule("vgg")
+        target = ft.finetune_target(real, lambda p, x: module.apply({"params": p}, x, None), lpp)
+        table["step_precomputed_lpips"] = (jax.jit(step), (state, w, noise, target, lpp))
     return {
+        **table,
         "g_fwd": (jax.jit(g_fwd), (gp,)),
         "g_fwd_bwd_params": (jax.jit(g_fwd_bwd), (gp,)),
         "lpips_fwd": (jax.jit(lp_fwd), (img,)),

@@ -2,8 +2,9 @@
 
 Each side runs in its own fresh process; :func:`measure` times one stage there: the first call
 (compilation for jax, allocator warm-up for torch), ``warmup`` more calls, then ``runs`` timed calls,
-recording wall and process CPU seconds (all threads), the 1-minute load average around them, and the
-process's peak resident memory (VmHWM) at the end.
+recording wall and process CPU seconds (all threads), the 1-minute load average around them, the
+process's peak resident memory (VmHWM, set-up and compilation included) and the peak during the timed
+calls alone (VmHWM reset before them).
 """
 from __future__ import annotations
 
@@ -35,13 +36,17 @@ def measure(fn, runs: int, warmup: int = 1) -> dict:
     """Time ``fn()`` (which must wait for its result): first call, ``warmup`` calls, ``runs`` timed calls.
 
     Returns a dict with ``first_call`` (wall, cpu), ``wall_s``/``cpu_s`` lists, their medians, min and
-    max, ``load1`` before and after the timed calls, and ``vmhwm_kib`` (peak RSS of the process so far).
+    max, ``load1`` before and after the timed calls, ``vmhwm_kib`` (peak RSS of the whole process),
+    ``vmhwm_steps_kib`` (peak RSS during the timed calls; None where it cannot be reset) and
+    ``vmrss_after_kib``.
     """
     t, c = time.perf_counter(), time.process_time()
     fn()
     first = (time.perf_counter() - t, time.process_time() - c)
     for _ in range(warmup):
         fn()
+    peak_setup = status_kib("VmHWM")
+    steady = reset_peak_rss()
     load_before = os.getloadavg()[0]
     walls, cpus = [], []
     for _ in range(runs):
@@ -53,8 +58,21 @@ def measure(fn, runs: int, warmup: int = 1) -> dict:
         "first_call": first, "wall_s": walls, "cpu_s": cpus,
         "wall_median": statistics.median(walls), "wall_min": min(walls), "wall_max": max(walls),
         "cpu_median": statistics.median(cpus), "cpu_min": min(cpus), "cpu_max": max(cpus),
-        "load1_before": load_before, "load1_after": os.getloadavg()[0], "vmhwm_kib": status_kib("VmHWM"),
+        "load1_before": load_before, "load1_after": os.getloadavg()[0],
+        "vmhwm_kib": max(peak_setup, status_kib("VmHWM")),
+        "vmhwm_steps_kib": status_kib("VmHWM") if steady else None, "vmrss_after_kib": status_kib("VmRSS"),
     }
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux ``clear_refs`` 5), so that the peak of the
+    timed calls alone can be read afterwards; False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def photo(size: int | None = None):

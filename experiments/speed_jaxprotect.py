@@ -11,7 +11,6 @@ Steps are compiled as the pipeline compiles them (``pipeline._finetune_fn`` / ``
 from __future__ import annotations
 
 import numpy as np
-
 from speed_common import FACE_BOX_1024, measure, photo, stylegan2_inputs, unit_images
 
 

@@ -14,12 +14,10 @@ methods and functions for everything else; ``PivotTuning.train`` runs unmodified
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 import types
 
 import numpy as np
-
 from speed_common import FACE_BOX_1024, measure, photo, stylegan2_inputs, unit_images
 
 PATCHES: list[str] = []
@@ -217,7 +215,6 @@ def _fr_models(device):
 def _patch_clip_load(bench_device):
     import clip
     from clip.model import build_model
-
     from clip_helpers import golden_state_dict
 
     def load(name, device=None, jit=False, download_root=None):

@@ -231,7 +231,8 @@ class StyleGAN2:
         when the weights themselves are differentiated, ``"activation"`` when only W+ and noise are).
         """
         if modconv is not None and modconv != self.modconv:
-            return dataclasses.replace(self, modconv=modconv).synthesis_apply(params, wplus, noise, remat, output_stride)
+            other = dataclasses.replace(self, modconv=modconv)
+            return other.synthesis_apply(params, wplus, noise, remat, output_stride)
         cfg = self.config
         wplus = self._as_wplus(wplus)
         noise = self._check_noise(noise, wplus.shape[0])

@@ -19,8 +19,8 @@ import numpy as np
 
 from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig
 from jaxprotect.methods.clip2protect.finetune import (
-    broadcast_params,
     FinetuneTarget,
+    broadcast_params,
     draw_noise,
     finetune_target,
     init_finetune,
