@@ -75,13 +75,13 @@ def test_compile_cache_keys_keep_every_field_the_steps_read():
 
 def test_precomputed_lpips_features_of_the_photo_give_the_same_tuning():
     from jaxprotect.methods.clip2protect.finetune import FinetuneTarget, finetune_target
-    from jaxprotect.methods.clip2protect.pipeline import finetune_batch
+    from jaxprotect.methods.clip2protect.pipeline import _finetune_real
     from jaxprotect.models.lpips import LPIPSModule
 
     nets, _ = small_networks(size=32)
     photos, _, w0, _, _ = small_inputs(nets, 2, 1)
     noise = _noise_batch(photo_keys(jax.random.key(1), (0, 1)), nets.synthesis)
-    cfg = Clip2ProtectConfig(finetune_size=16, finetune_steps=3)
+    cfg = Clip2ProtectConfig(finetune_size=16)
     real = _real_images(photos, cfg)
     module = LPIPSModule("vgg")
 
@@ -102,8 +102,8 @@ def test_precomputed_lpips_features_of_the_photo_give_the_same_tuning():
     np.testing.assert_allclose(runs["features"][0], runs["image"][0], rtol=1e-5)
     for k, v in runs["image"][1].items():
         assert np.abs(np.asarray(runs["features"][1][k]) - np.asarray(v)).max() <= 3 * 5e-4, k
-    # the pipeline computes the features once when the networks can (default "loop" batching on CPU)
+    # the pipeline computes the features once, before the steps, when the networks can
     with_features = dataclasses.replace(nets, lpips_features=features)
-    a = finetune_batch(nets, jnp.asarray(w0), noise, real, cfg)
-    b = finetune_batch(with_features, jnp.asarray(w0), noise, real, cfg)
-    np.testing.assert_allclose(b[1], a[1], rtol=1e-5)
+    once = _finetune_real(with_features, real)
+    assert isinstance(once, FinetuneTarget) and _finetune_real(with_features, once) is once
+    assert _finetune_real(nets, real) is real
