@@ -4,7 +4,7 @@ step, peak memory, and the time per photo of the whole pipeline.
     .venv/bin/python experiments/bench_clip2protect.py [--quick] [--batches 1,4] [--runs 3] [--allocator jemalloc]
 
 Every network has its real architecture and size, with weights drawn by the golden-vector rule
-(``tests/weight_rule.py``; StyleGAN2 1024 config-f, e4e, CLIP ViT-B/32, IR152, IRSE50, FaceNet,
+(``tests/helpers/weight_rule.py``; StyleGAN2 1024 config-f, e4e, CLIP ViT-B/32, IR152, IRSE50, FaceNet,
 MobileFace; LPIPS-VGG with a rule-drawn trunk and the shipped v0.1 heads), converted through the
 real loaders once and cached under ``$TMPDIR/jaxprotect_bench_c2p`` (``jaxprotect convert``
 format). Each configuration runs in a fresh subprocess so its peak RSS (VmHWM) is its own:
@@ -65,15 +65,15 @@ def _vmrss_gib() -> float:
 
 def _rule_state_dict(kind: str) -> dict:
     sys.path.insert(0, str(TESTS))
-    from conftest import load_golden
-    from weight_rule import rule_weights
+    from helpers.golden import load_golden
+    from helpers.weight_rule import rule_weights
 
     if kind == "stylegan2":
-        from c2p_small import stylegan2_rule_state_dict
+        from helpers.c2p_small import stylegan2_rule_state_dict
 
         return stylegan2_rule_state_dict(1024, 2, seed=1024)
     if kind == "clip":
-        from clip_helpers import golden_state_dict
+        from helpers.clip_helpers import golden_state_dict
 
         return golden_state_dict("clip_vitb32.npz")
     golden = {"e4e": "e4e_1024.npz", "lpips_vgg": "lpips_vgg.npz", "ir152": "ir152.npz", "irse50": "irse50.npz",

@@ -41,6 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from jaxprotect import load_network  # noqa: E402
 from jaxprotect.checkpoints.state_dict import flatten  # noqa: E402
@@ -56,7 +57,7 @@ def build(name: str):
     if name in ("mobilefacenet_foamliu", "facenet_casia"):
         return load_network(name), "real"
     if name in GOLDEN:
-        from tests.weight_rule import rule_weights
+        from helpers.weight_rule import rule_weights
 
         with np.load(ROOT / "tests" / "golden" / GOLDEN[name], allow_pickle=False) as z:
             return load_network(name, rule_weights({k: z[k] for k in z.files})), "golden rule"

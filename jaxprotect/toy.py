@@ -6,7 +6,7 @@ examples and tests. Their outputs mean nothing: a toy recogniser recognises nobo
 
 - :func:`toy_stylegan2`: the real StyleGAN2 generator at a tiny size, channel multiplier 1,
   rosinality's own initialisation (weights N(0, 1) in equalised-lr units, modulation bias 1),
-  with noise strengths 0.1 instead of 0 so that the noise maps matter;
+  with noise strengths 0.1 instead of 0 so that the noise maps matter, and stored N(0, 1) noise buffers;
 - :func:`toy_clip`: the real CLIP module at a tiny width, weights N(0, 1/fan_in);
 - :func:`toy_recogniser`: two strided convolutions and a dense layer, as a
   :class:`~jaxprotect.network.Network` taking [N, S, S, 3] in [-1, 1].
@@ -54,11 +54,12 @@ def _stylegan2_init(key: str, shape, rng) -> np.ndarray:
 
 def toy_stylegan2(size: int = 16, seed: int = 0):
     """The real StyleGAN2 generator (:mod:`jaxprotect.models.stylegan2`) at ``size`` px with random weights."""
-    from jaxprotect.models.stylegan2 import StyleGAN2Config, load_stylegan2, param_shapes
+    from jaxprotect.models.stylegan2 import StyleGAN2Config, buffer_shapes, load_stylegan2, param_shapes
 
     rng = np.random.default_rng(seed)
     cfg = StyleGAN2Config(size=size, channel_multiplier=1)
     sd = {k: _stylegan2_init(k, s, rng) for k, s in param_shapes(cfg).items()}
+    sd.update({k: rng.standard_normal(s).astype(np.float32) for k, s in buffer_shapes(cfg)[1].items()})
     return load_stylegan2(sd, channel_multiplier=1)
 
 

@@ -64,3 +64,39 @@ def test_compiled_steps_are_cached_by_the_sections_they_read():
     assert _finetune_fn(nets.synthesis, nets.lpips_apply, FinetuneConfig(size=16), ExecutionConfig(), mesh) is same
     assert _finetune_fn(nets.synthesis, nets.lpips_apply, dataclasses.replace(ft, lr=1e-3), ex, mesh) is not same
     assert _finetune_fn(nets.synthesis, nets.lpips_apply, ft, ExecutionConfig(remat=True), mesh) is not same
+
+
+def test_precomputed_lpips_features_of_the_photo_give_the_same_tuning():
+    from jaxprotect.methods.clip2protect.finetune import FinetuneTarget, finetune_target
+    from jaxprotect.methods.clip2protect.pipeline import _finetune_real
+    from jaxprotect.models.lpips import LPIPSModule
+
+    nets, _ = small_networks(size=32)
+    photos, _, w0, _, _ = small_inputs(nets, 2, 1)
+    noise = draw_photo_noise(photo_keys(1, (0, 1)), nets.synthesis)
+    cfg = FinetuneConfig(size=16)
+    real = _real_images(photos, cfg)
+    module = LPIPSModule("vgg")
+
+    def features(params, x):
+        return module.apply({"params": params}, x, None)
+
+    target = finetune_target(real, features, nets.lpips_params)
+    assert isinstance(target, FinetuneTarget) and len(target.lpips.maps) == 5
+    step = jax.jit(make_finetune_step(nets.synthesis, nets.lpips_apply, cfg, ExecutionConfig()))
+    runs = {}
+    for name, r in (("image", real), ("features", target)):
+        state = init_finetune(broadcast_params(nets.g_params, 2), cfg)
+        losses = []
+        for _ in range(2):
+            state, loss = step(state, jnp.asarray(w0), noise, r, nets.lpips_params)
+            losses.append(np.asarray(loss))
+        runs[name] = (np.stack(losses), flatten(state.params))
+    np.testing.assert_allclose(runs["features"][0], runs["image"][0], rtol=1e-5)
+    for k, v in runs["image"][1].items():
+        assert np.abs(np.asarray(runs["features"][1][k]) - np.asarray(v)).max() <= 3 * 5e-4, k
+    # the pipeline computes the features once, before the steps, when the networks can
+    with_features = dataclasses.replace(nets, lpips_features=features)
+    once = _finetune_real(with_features, real)
+    assert isinstance(once, FinetuneTarget) and _finetune_real(with_features, once) is once
+    assert _finetune_real(nets, real) is real

@@ -215,3 +215,22 @@ def test_pure_apply_under_jit_vmap_and_normalize():
     np.testing.assert_allclose(out[1], direct, rtol=1e-5, atol=1e-7)  # symmetric
     np.testing.assert_allclose(np.asarray(l(0.5 * (a + 1), 0.5 * (b + 1), normalize=True)), direct,
                                rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_precomputed_features_of_b_give_the_same_distance_and_gradient(arch):
+    l, g = _model(arch)
+    a, b = _nhwc(g["in0"]), _nhwc(g["in1"])
+    feats = jax.jit(l.features)(l.params, b)
+    assert len(feats.maps) == 5 and feats.maps[0].shape[0] == b.shape[0]
+    direct = np.asarray(l(a, b))
+    np.testing.assert_allclose(np.asarray(jax.jit(l.apply)(l.params, a, feats)), direct, rtol=1e-5, atol=1e-7)
+    total, layers = l.apply(l.params, a, feats, per_layer=True)
+    np.testing.assert_allclose(np.asarray(layers), np.asarray(l(a, b, per_layer=True)[1]), rtol=1e-5, atol=1e-7)
+    grad = jax.jit(jax.grad(lambda x, y: jnp.sum(l.apply(l.params, x, y))))
+    np.testing.assert_allclose(np.asarray(grad(a, feats)), np.asarray(grad(a, b)), rtol=1e-4, atol=1e-7)
+    unit = l.features(l.params, 0.5 * (b + 1), normalize=True)
+    np.testing.assert_allclose(np.asarray(l.apply(l.params, a, unit)), direct, rtol=1e-5, atol=1e-7)
+    small = l.features(l.params, b[:, :48, :48])
+    with pytest.raises(ValueError, match="do not match"):
+        l.apply(l.params, a, small)

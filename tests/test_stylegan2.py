@@ -101,6 +101,44 @@ def test_modulated_conv2d(mode, k, demodulate, upsample):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (3, 4), (5, 1)])
+def test_matmul_weight_gradient_equals_autodiff_of_the_convolution(k, stride):
+    rng = np.random.default_rng(k * 10 + stride)
+    x = jnp.asarray(rng.standard_normal((2, 8, 8, 5)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((4, 5, k, k)), jnp.float32)
+    r = jnp.asarray(rng.standard_normal((2, 8 // stride, 8 // stride, 4)), jnp.float32)
+
+    def plain(x, w):
+        return jnp.sum(r * ops._xla_conv_same(x, w, stride))
+
+    def custom(x, w):
+        return jnp.sum(r * ops.conv_same_matmul_wgrad(x, w, stride))
+
+    np.testing.assert_array_equal(ops.conv_same_matmul_wgrad(x, w, stride), ops._xla_conv_same(x, w, stride))
+    np.testing.assert_array_equal(ops._conv_same(x, w, stride), ops._xla_conv_same(x, w, stride))
+    ref = jax.grad(plain, argnums=(0, 1))(x, w)
+    out = jax.jit(jax.grad(custom, argnums=(0, 1)))(x, w)
+    np.testing.assert_allclose(out[0], ref[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[1], ref[1], rtol=1e-5, atol=1e-4)
+    # strided = the full convolution's weight gradient with the cotangent on every s-th pixel only
+    full_g = jnp.zeros((2, 8, 8, 4)).at[:, ::stride, ::stride].set(r)
+    full = jax.grad(lambda w: jnp.sum(full_g * ops._xla_conv_same(x, w, 1)))(w)
+    np.testing.assert_allclose(out[1], full, rtol=1e-5, atol=1e-4)
+
+
+def test_matmul_weight_gradient_under_vmap():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((3, 1, 6, 6, 2)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 4, 2, 3, 3)), jnp.float32)
+
+    def loss(conv, x, w):
+        return jnp.sum(jnp.sin(conv(x, w, 1)))
+
+    per = jax.vmap(jax.grad(functools.partial(loss, ops.conv_same_matmul_wgrad), argnums=1))(x, w)
+    ref = jax.vmap(jax.grad(functools.partial(loss, ops._xla_conv_same), argnums=1))(x, w)
+    np.testing.assert_allclose(per, ref, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # small generator: loading, noise, gradients, remat, composability
 

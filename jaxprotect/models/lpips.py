@@ -23,7 +23,7 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -37,6 +37,7 @@ from jaxprotect.ops.resize import interpolate
 __all__ = [
     "LPIPSModule",
     "LPIPS",
+    "LPIPSFeatures",
     "load_lpips_vgg",
     "load_lpips_alex",
     "load_lpips",
@@ -137,31 +138,52 @@ def _normalize(f):
     return f / (jnp.sqrt(jnp.sum(f * f, axis=-1, keepdims=True)) + _EPS)
 
 
+class LPIPSFeatures(NamedTuple):
+    """The 5 unit-normalised trunk feature maps of a batch of images ([N, h_k, w_k, C_k] each), to
+    compare many images against the same ones without running the trunk on them again."""
+
+    maps: tuple
+
+
 class LPIPSModule(nn.Module):
     """LPIPS v0.1 on NHWC images; see :meth:`__call__`."""
 
     arch: str = "vgg"
 
     @nn.compact
-    def __call__(self, in0, in1, per_layer: bool = False, spatial: bool = False, normalize: bool = False):
+    def __call__(self, in0, in1=None, per_layer: bool = False, spatial: bool = False, normalize: bool = False):
         """Distance between ``in0`` and ``in1``, both [N, H, W, 3] float32 in [-1, 1] (``normalize=True``: [0, 1]).
 
         Returns [N] distances; with ``spatial`` the [N, H, W, 1] map instead (its spatial mean is the
         distance up to resampling). With ``per_layer`` returns ``(total, layers)`` where ``layers``
         stacks the 5 per-layer terms on axis 1: [N, 5] (or [N, 5, H, W, 1] with ``spatial``).
+
+        ``in1`` may instead be :class:`LPIPSFeatures` of the second images (computed once with
+        ``in1=None``, which returns the features of ``in0``): then the trunk runs on ``in0`` only.
         """
         if normalize:
-            in0, in1 = 2 * in0 - 1, 2 * in1 - 1
+            in0 = 2 * in0 - 1
+            if isinstance(in1, jax.Array | np.ndarray):
+                in1 = 2 * in1 - 1
+        trunk = _Trunk(self.arch, name="net")
         shift = jnp.asarray(SHIFT, jnp.float32)
         scale = jnp.asarray(SCALE, jnp.float32)
         n = in0.shape[0]
-        x = jnp.concatenate([in0, in1], axis=0)  # one trunk pass for both images
-        feats = _Trunk(self.arch, name="net")((x - shift) / scale)
+        if in1 is None or isinstance(in1, LPIPSFeatures):
+            f0 = [_normalize(f) for f in trunk((in0 - shift) / scale)]
+            if in1 is None:
+                return LPIPSFeatures(tuple(f0))
+            f1 = list(in1.maps)
+            if len(f1) != len(f0) or any(a.shape[1:] != b.shape[1:] for a, b in zip(f0, f1)):
+                raise ValueError("LPIPSFeatures do not match the image size or trunk")
+        else:
+            x = jnp.concatenate([in0, in1], axis=0)  # one trunk pass for both images
+            feats = [_normalize(f) for f in trunk((x - shift) / scale)]
+            f0, f1 = [f[:n] for f in feats], [f[n:] for f in feats]
         size = in0.shape[1:3]
         terms = []
-        for k, (f, c) in enumerate(zip(feats, _channels(self.arch))):
-            f = _normalize(f)
-            d = (f[:n] - f[n:]) ** 2
+        for k, (a, b, c) in enumerate(zip(f0, f1, _channels(self.arch))):
+            d = (a - b) ** 2
             m = _Head(c, name=f"lin{k}")(d)  # [N, h, w, 1]
             if spatial:
                 terms.append(interpolate(m, size, mode="bilinear", align_corners=False))
@@ -198,8 +220,16 @@ class LPIPS:
         Returns [N] distances (``spatial=True``: the [N, H, W, 1] map; ``per_layer=True``: a tuple
         ``(total, layers)`` with layers [N, 5] or [N, 5, H, W, 1]). ``per_layer``, ``spatial`` and
         ``normalize`` are Python bools (static under jit). Needs a leading batch axis.
+        ``b`` may be :class:`LPIPSFeatures` from :meth:`features` (the trunk then runs on ``a`` only).
         """
         return self.module.apply({"params": params}, a, b, per_layer, spatial, normalize)
+
+    def features(self, params, images, normalize: bool = False) -> "LPIPSFeatures":
+        """Pure: :class:`LPIPSFeatures` of ``images`` [N, H, W, 3] in [-1, 1] (``normalize``: [0, 1]),
+        to pass as ``b`` to :meth:`apply` when many images are compared with the same ones."""
+        if normalize:
+            images = 2 * images - 1
+        return self.module.apply({"params": params}, images, None)
 
     @functools.cached_property
     def _jitted(self):

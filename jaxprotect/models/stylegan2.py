@@ -218,7 +218,7 @@ class StyleGAN2:
         return jnp.concatenate(self._layer_styles(params, wplus), axis=1)
 
     def synthesis_apply(self, params, wplus: jax.Array, noise: Sequence[jax.Array], remat: bool = False,
-                        output_stride: int = 1) -> jax.Array:
+                        output_stride: int = 1, modconv: str | None = None) -> jax.Array:
         """Synthesis network: W+ [N, n_latent, D] (or w [N, D], broadcast) -> images [N, size, size, 3].
 
         ``noise``: one array per layer (:attr:`noise_shapes`), NHWC [1 or N, r, r, 1].
@@ -227,7 +227,12 @@ class StyleGAN2:
         ``output_stride`` s > 1 returns only pixels (s*i, s*j), [N, size/s, size/s, 3] (equal to
         the full image ``[:, ::s, ::s]`` up to float rounding): the last block's second conv and
         ToRGB run only there, which is what a loss on a nearest-downsampled image needs.
+        ``modconv`` overrides :attr:`modconv` for this call (``"weight"`` is the cheaper backward
+        when the weights themselves are differentiated, ``"activation"`` when only W+ and noise are).
         """
+        if modconv is not None and modconv != self.modconv:
+            other = dataclasses.replace(self, modconv=modconv)
+            return other.synthesis_apply(params, wplus, noise, remat, output_stride)
         cfg = self.config
         wplus = self._as_wplus(wplus)
         noise = self._check_noise(noise, wplus.shape[0])
@@ -400,7 +405,7 @@ class StyleGAN2:
 def _jitted(config: StyleGAN2Config, modconv: str, method: str):
     """One jitted pure function per architecture, shared by every generator with that config."""
     shell = StyleGAN2(config, params=None, modconv=modconv)
-    static = ("remat", "output_stride") if method == "synthesis_apply" else ()
+    static = ("remat", "output_stride", "modconv") if method == "synthesis_apply" else ()
     return jax.jit(getattr(shell, method), static_argnames=static)
 
 

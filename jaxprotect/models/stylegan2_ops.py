@@ -40,6 +40,8 @@ __all__ = [
     "fused_leaky_relu",
     "equal_linear",
     "conv_transpose2x_blur",
+    "conv_weight_grad",
+    "conv_same_matmul_wgrad",
     "modulated_conv2d",
 ]
 
@@ -202,20 +204,69 @@ def equal_linear(x: jax.Array, weight: jax.Array, bias: jax.Array, lr_mul: float
     return y + bias * lr_mul
 
 
+def _xla_conv_same(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
+    p = w.shape[2] // 2
+    return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)),
+                                    dimension_numbers=("NHWC", "OIHW", "NHWC"))
+
+
+def conv_weight_grad(x: jax.Array, g: jax.Array, k: int, stride: int = 1) -> jax.Array:
+    """Gradient w.r.t. w (O, I, k, k) of ``sum(g * conv_same(x, w, stride))``, as k*k matrix products.
+
+    ``x`` [N, H, W, I], ``g`` [N, H/s, W/s, O] (the output's cotangent). Tap (a, b) is
+    ``g^T @ x_pad[:, a::s, b::s]`` contracted over (N, h, w): one (O, I) matrix product on a shifted
+    view of the padded input. XLA's CPU weight-gradient convolution runs on one thread and took
+    3-4x as long at the generator's sizes (``experiments/results/finetune_profile.md``).
+    """
+    p = k // 2
+    n, ho, wo, _ = g.shape
+    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (p, p, 0), (p, p, 0), (0, 0, 0)))
+    taps = []
+    for a in range(k):
+        for b in range(k):
+            view = lax.slice(xp, (0, a, b, 0), (n, a + stride * (ho - 1) + 1, b + stride * (wo - 1) + 1, xp.shape[3]),
+                             (1, stride, stride, 1))
+            taps.append(jnp.einsum("nhwo,nhwi->oi", g, view))
+    return jnp.stack(taps, axis=-1).reshape(g.shape[-1], x.shape[-1], k, k)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_same_matmul_wgrad(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
+    """XLA's 'same' convolution (x [N, H, W, I], w (O, I, k, k), odd k, ``stride``) whose weight
+    gradient is :func:`conv_weight_grad` (matrix products) instead of XLA's convolution backward.
+
+    Values and the input gradient are XLA's; unused cotangents are removed by XLA, so a backward
+    pass that only needs the input gradient (a latent search) pays nothing for the weight one.
+    """
+    return _xla_conv_same(x, w, stride)
+
+
+def _conv_same_fwd(x, w, stride):
+    return _xla_conv_same(x, w, stride), (x, w)
+
+
+def _conv_same_bwd(stride, res, g):
+    x, w = res
+    dx = jax.vjp(lambda x_: _xla_conv_same(x_, w, stride), x)[1](g)[0]
+    return dx, conv_weight_grad(x, g, w.shape[2], stride).astype(w.dtype)
+
+
+conv_same_matmul_wgrad.defvjp(_conv_same_fwd, _conv_same_bwd)
+
+
 def _conv_same(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
     """'same' correlation of x [N, H, W, I] with w (O, I, k, k), odd k (XLA picks the weight layout).
 
     ``stride`` s > 1 evaluates it only at rows and columns 0, s, 2s, ... (= the full result
-    ``[:, ::s, ::s]``, without computing the rest); H and W must be multiples of s.
+    ``[:, ::s, ::s]``, without computing the rest); H and W must be multiples of s. The weight
+    gradient is computed as matrix products (:func:`conv_same_matmul_wgrad`).
     """
     k = w.shape[2]
     if k == 1:
         return jnp.einsum("nhwi,oi->nhwo", x[:, ::stride, ::stride], w[:, :, 0, 0])
     if x.shape[1] % stride or x.shape[2] % stride:
         raise ValueError(f"stride {stride} does not divide the input size {x.shape[1:3]}")
-    p = k // 2
-    return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)),
-                                    dimension_numbers=("NHWC", "OIHW", "NHWC"))
+    return conv_same_matmul_wgrad(x, w, stride)
 
 
 def _phase_taps(k: int, p: int) -> list[int]:

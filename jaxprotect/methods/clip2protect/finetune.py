@@ -27,8 +27,8 @@ from jaxprotect.methods.clip2protect.config import ExecutionConfig, FinetuneConf
 from jaxprotect.methods.clip2protect.generator import Synthesis
 from jaxprotect.ops.resize import interpolate
 
-__all__ = ["FinetuneState", "finetune_optimizer", "draw_noise", "resize_for_loss", "init_finetune", "make_finetune_step",
-           "broadcast_params", "loss_stride"]
+__all__ = ["FinetuneState", "FinetuneTarget", "finetune_optimizer", "draw_noise", "resize_for_loss", "init_finetune",
+           "make_finetune_step", "finetune_target", "broadcast_params", "loss_stride", "FINETUNE_MODCONV"]
 
 
 class FinetuneState(NamedTuple):
@@ -80,21 +80,45 @@ def init_finetune(params_batched, cfg: FinetuneConfig) -> FinetuneState:
     return FinetuneState(params_batched, jax.vmap(finetune_optimizer(cfg).init)(params_batched))
 
 
-def make_finetune_step(synthesis: Synthesis, lpips_apply: Callable, cfg: FinetuneConfig, ex: ExecutionConfig):
-    """``step(state, w [B, L, 512], noise, real [B, s, s, 3], lpips_params) -> (state, loss [B])``.
+class FinetuneTarget(NamedTuple):
+    """The photo as the tuning loss compares with it: ``image`` [B, s, s, 3] in [-1, 1] (resized by
+    :func:`resize_for_loss`) and ``lpips``, LPIPS' features of it (computed once, not every step)."""
 
-    ``real`` is the photo in [-1, 1] already resized by :func:`resize_for_loss` (upstream resizes
-    it every step; the result does not change). ``lpips_apply(params, a, b) -> [N]`` is LPIPS-VGG
-    on [-1, 1] images. The returned loss is the forward's (before the update), per photo.
+    image: Any
+    lpips: Any
+
+
+def finetune_target(real, lpips_features: Callable, lpips_params) -> FinetuneTarget:
+    """:class:`FinetuneTarget` of ``real`` [B, s, s, 3] in [-1, 1]; ``lpips_features(params, images)``
+    is e.g. :meth:`jaxprotect.models.lpips.LPIPS.features` (whose result ``lpips_apply`` accepts as b).
+    The photo is constant during tuning, so its LPIPS trunk pass need not be repeated every step."""
+    return FinetuneTarget(real, jax.jit(lpips_features)(lpips_params, real))
+
+
+# The weights are differentiated: modulating the (small) kernels, as upstream's grouped convolution
+# does, needs fewer full-size passes than scaling the activations (the generator's default, the
+# cheaper one when only W+ and noise are differentiated).
+FINETUNE_MODCONV = "weight"
+
+
+def make_finetune_step(synthesis: Synthesis, lpips_apply: Callable, cfg: FinetuneConfig, ex: ExecutionConfig):
+    """``step(state, w [B, L, 512], noise, real, lpips_params) -> (state, loss [B])``.
+
+    ``real`` is the photo [B, s, s, 3] in [-1, 1] already resized by :func:`resize_for_loss`
+    (upstream resizes it every step; the result does not change), or a :class:`FinetuneTarget`
+    holding it with its LPIPS features (same loss, less work per step). ``lpips_apply(params, a, b)
+    -> [N]`` is LPIPS-VGG on [-1, 1] images. The returned loss is the forward's (before the
+    update), per photo.
     """
     opt = finetune_optimizer(cfg)
     stride = loss_stride(synthesis.size, cfg)
 
     def batch_loss(params, w, noise, real, lpips_params):
         raw = synthesis.images(params, w, noise, per_photo_params=True, batching=ex.generator_batching,
-                               remat=ex.remat, output_stride=stride)
+                               remat=ex.remat, output_stride=stride, modconv=FINETUNE_MODCONV)
         img = resize_for_loss(raw, cfg)
-        percept = lpips_apply(lpips_params, img, real)
+        real, real_lpips = (real.image, real.lpips) if isinstance(real, FinetuneTarget) else (real, real)
+        percept = lpips_apply(lpips_params, img, real_lpips)
         mse = jnp.mean((img - real) ** 2, axis=(1, 2, 3))
         losses = percept + cfg.mse_weight * mse
         return jnp.sum(losses), losses

@@ -34,9 +34,10 @@ def resolve_batching(mode: str) -> str:
 class Synthesis:
     """Static description of a synthesis network.
 
-    ``apply(params, wplus, noise, remat, output_stride=1)``: wplus [N, n_latent, 512], ``noise`` a
-    list of arrays [N, *noise_shapes[i]] -> raw images [N, size, size, 3] NHWC (about [-1, 1]), or
-    only every ``output_stride``-th row and column of them.
+    ``apply(params, wplus, noise, remat, output_stride=1, modconv=None)``: wplus [N, n_latent, 512],
+    ``noise`` a list of arrays [N, *noise_shapes[i]] -> raw images [N, size, size, 3] NHWC (about
+    [-1, 1]), or only every ``output_stride``-th row and column of them; ``modconv`` overrides the
+    generator's modulated-convolution formulation (see :func:`~jaxprotect.models.stylegan2_ops.modulated_conv2d`).
     ``noise_shapes``: per-photo noise map shapes (no batch axis), coarse to fine.
     """
 
@@ -46,16 +47,17 @@ class Synthesis:
     n_latent: int
 
     def images(self, params, wplus, noise, *, per_photo_params: bool, batching: str = "map", remat: bool = False,
-               output_stride: int = 1):
+               output_stride: int = 1, modconv: str | None = None):
         """Raw images [B, size, size, 3] for a batch: ``wplus`` [B, n_latent, 512], ``noise`` a list
         of [B, *shape]; ``params`` shared (``per_photo_params=False``) or with a leading B axis.
         ``batching`` ("vmap"/"map") only matters for per-photo params. ``output_stride`` s > 1:
-        only pixels (s*i, s*j), [B, size/s, size/s, 3]."""
+        only pixels (s*i, s*j), [B, size/s, size/s, 3]. ``modconv``: the modulated-convolution
+        formulation for this call (None: the generator's own)."""
         if not per_photo_params:
-            return self.apply(params, wplus, list(noise), remat, output_stride)
+            return self.apply(params, wplus, list(noise), remat, output_stride, modconv)
 
         def one(p, w, n):
-            return self.apply(p, w[None], [m[None] for m in n], remat, output_stride)[0]
+            return self.apply(p, w[None], [m[None] for m in n], remat, output_stride, modconv)[0]
 
         if resolve_batching(batching) == "vmap":
             return jax.vmap(one)(params, wplus, list(noise))
@@ -72,7 +74,7 @@ def from_stylegan2(g: Any) -> Synthesis:
     if shapes and len(shapes[0]) == 4 and shapes[0][0] == 1:  # stored with a batch axis of 1
         shapes = tuple(s[1:] for s in shapes)
 
-    def apply(params, wplus, noise, remat=False, output_stride=1):
-        return g.synthesis_apply(params, wplus, noise, remat=remat, output_stride=output_stride)
+    def apply(params, wplus, noise, remat=False, output_stride=1, modconv=None):
+        return g.synthesis_apply(params, wplus, noise, remat=remat, output_stride=output_stride, modconv=modconv)
 
     return Synthesis(apply=apply, noise_shapes=shapes, size=int(g.size), n_latent=int(g.n_latent))

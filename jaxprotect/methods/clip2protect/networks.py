@@ -58,6 +58,7 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
         clip_params=vision_params,
         text=precompute_text_features(clip, cfg.search.source_text, cfg.search.prompt),
         e4e=e4e,
+        lpips_features=lpips.features if lpips is not None else None,
     )
 
 

@@ -20,8 +20,10 @@ import numpy as np
 
 from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig, ExecutionConfig, FinetuneConfig, SearchConfig
 from jaxprotect.methods.clip2protect.finetune import (
+    FinetuneTarget,
     broadcast_params,
     draw_noise,
+    finetune_target,
     init_finetune,
     make_finetune_step,
     resize_for_loss,
@@ -55,7 +57,9 @@ class Networks:
     surrogates and the victim) + ``fr_params``; ``clip_features(clip_params, images01) -> [A, D]`` and
     ``clip_nce(text, source [1, D], target [A, D]) -> scalar`` (see :class:`SearchModels`) +
     ``clip_params`` + ``text`` (text features, computed once per prompt pair);
-    ``e4e(images [N, 256, 256, 3] in [-1, 1]) -> W+`` (may be None when codes are given).
+    ``e4e(images [N, 256, 256, 3] in [-1, 1]) -> W+`` (may be None when codes are given);
+    ``lpips_features(params, images) -> features`` that ``lpips_apply`` accepts as its b (optional:
+    the tuning loss then runs the LPIPS trunk on the photo once instead of every step).
     """
 
     synthesis: Synthesis
@@ -69,6 +73,7 @@ class Networks:
     clip_params: Any
     text: Any
     e4e: Callable | None = None
+    lpips_features: Callable | None = None
 
     @functools.cached_property
     def search_models(self) -> SearchModels:
@@ -186,6 +191,7 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
     """
     ft, ex = cfg.finetune, cfg.execution
     b = w0.shape[0]
+    real = _finetune_real(nets, real)
     if ft.sequential_generator:
         one = batch_mesh(jax.devices()[:1])
         run = _finetune_fn(nets.synthesis, nets.lpips_apply, ft, ex, one)
@@ -195,7 +201,7 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
         params, curves = [], []
         for i in range(b):
             losses = []
-            x = put_batched((w0[i:i + 1], [n[i:i + 1] for n in noise], real[i:i + 1]), one)
+            x = put_batched(jax.tree.map(lambda a: a[i:i + 1], (w0, list(noise), real)), one)
             for t in range(ft.steps):
                 state, loss = compiled(run, state, *x, lp)(state, *x, lp)
                 losses.append(np.asarray(loss)[0])
@@ -211,7 +217,8 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
             sl = slice(i, i + 1)
             step_progress = None if progress is None else (
                 lambda st, d, t, i=i: progress(st, i * ft.steps + d, b * ft.steps))
-            parts.append(finetune_batch(nets, w0[sl], [n[sl] for n in noise], real[sl], cfg, mesh=mesh,
+            part_real = jax.tree.map(lambda a, sl=sl: a[sl], real)
+            parts.append(finetune_batch(nets, w0[sl], [n[sl] for n in noise], part_real, cfg, mesh=mesh,
                                         progress=step_progress)[:2])
         params = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p[0] for p in parts])
         return params, np.concatenate([p[1] for p in parts]), None
@@ -228,6 +235,13 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
         _tick(progress, "fine-tune", t + 1, ft.steps)
     params = jax.tree.map(lambda p: p[:b], state.params)
     return params, np.stack(losses, axis=1) if losses else np.zeros((b, 0), np.float32), None
+
+
+def _finetune_real(nets: Networks, real):
+    """The photo as the tuning step takes it: with its LPIPS features when ``nets`` can compute them."""
+    if nets.lpips_features is None or isinstance(real, FinetuneTarget):
+        return real
+    return finetune_target(real, nets.lpips_features, nets.lpips_params)
 
 
 def _final_noise(state, noise, synthesis, cfg: SearchConfig, b) -> list:
