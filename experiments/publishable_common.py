@@ -126,7 +126,7 @@ def _crop_method(label, method, surrogates=("mobilefacenet_foamliu",), **cfg):
 def parse_roi(spec: str):
     """``key=value,...`` -> (surrogate names, RoiAttackConfig). Keys: sur (mfn|ens), floor, ceil,
     chroma (0 = none), cells (0 = photo pixels), steps, step, mom, jit (0/1), eot (0/1), lp (LPIPS weight),
-    tref (texture_ref), tw (target weight; 10 LFW-subset identities)."""
+    tref (texture_ref), tw (target weight; 10 LFW-subset identities), norm (sign|l2)."""
     from jaxprotect.methods.pixel.roi_attack import Jitter, RoiAttackConfig
     from jaxprotect.ops.jpeg import EOTConfig
     from jaxprotect.ops.perceptual import TextureBudget
@@ -141,7 +141,7 @@ def parse_roi(spec: str):
                              chroma_limit=chroma, face_cells=cells, momentum=float(kv.get("mom", 1)),
                              jitter=Jitter() if int(kv.get("jit", 1)) else None,
                              eot=EOTConfig() if int(kv.get("eot", 0)) else None, lpips_weight=float(kv.get("lp", 0)),
-                             target_weight=float(kv.get("tw", 0)))
+                             target_weight=float(kv.get("tw", 0)), step_norm=kv.get("norm", "sign"))
     return sur, config
 
 

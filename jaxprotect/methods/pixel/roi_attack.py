@@ -83,7 +83,9 @@ class RoiAttackConfig:
     (:class:`TextureBudget`, grey levels); ``chroma_limit`` bound on |dCb|, |dCr| (None: none);
     ``face_cells``: None puts ``delta`` on the ROI's own pixels, N on a grid with about N cells
     across the face box (bilinearly upsampled: a smoother, lower-frequency perturbation);
-    ``momentum`` (0: plain sign steps); ``jitter`` input diversity (None: off); ``eot`` random
+    ``momentum`` (0: plain steps); ``step_norm`` "sign" (every cell moves ``step_size``: the
+    perturbation fills the budget box) or "l2" (TIP-IM's rule: the step's RMS over the grid is
+    ``step_size``, so cells with a larger gradient move more and the budget is spent where it matters); ``jitter`` input diversity (None: off); ``eot`` random
     JPEG/resize round trips inside the loss (None: off); ``lpips_weight`` weight of LPIPS-Alex
     between the clean and protected face in the loss (0: off); ``weights`` per surrogate (None: 1
     each); ``mask_scale``/``feather`` of the face ellipse (:func:`face_mask`).
@@ -95,6 +97,7 @@ class RoiAttackConfig:
     chroma_limit: float | None = 3.0
     face_cells: int | None = None
     momentum: float = 1.0
+    step_norm: str = "sign"
     jitter: Jitter | None = Jitter()
     eot: EOTConfig | None = None
     lpips_weight: float = 0.0
@@ -106,6 +109,8 @@ class RoiAttackConfig:
     def __post_init__(self):
         if self.steps < 0 or self.step_size <= 0:
             raise ValueError(f"need steps >= 0 and step_size > 0, got {self.steps}, {self.step_size}")
+        if self.step_norm not in ("sign", "l2"):
+            raise ValueError(f"step_norm must be 'sign' or 'l2', not {self.step_norm!r}")
         if self.face_cells is not None and self.face_cells < 8:
             raise ValueError(f"face_cells must be >= 8 (or None), got {self.face_cells}")
 
@@ -304,7 +309,11 @@ def _roi_side(surrogates: tuple, config: RoiAttackConfig, ks: tuple, factor: int
         (g,) = pullback((g_crops, jnp.ones((), jnp.float32)))
         g = g / jnp.maximum(jnp.mean(jnp.abs(g)), 1e-12)
         m = config.momentum * state.momentum + g
-        coarse = jnp.clip(state.coarse - config.step_size * jnp.sign(m), -config.budget.ceiling, config.budget.ceiling)
+        if config.step_norm == "sign":
+            step = jnp.sign(m)
+        else:
+            step = m * jnp.sqrt(jnp.float32(m.size)) / jnp.maximum(jnp.linalg.norm(m.ravel()), 1e-12)
+        coarse = jnp.clip(state.coarse - config.step_size * step, -config.budget.ceiling, config.budget.ceiling)
         return RoiState(coarse, m)
 
     def clean_crops(x, mats):
