@@ -8,8 +8,8 @@ and the step size. Shared by all three, chosen on the tuning photos (experiments
 the perturbation lives on a smooth grid of about 112 cells across the face (bilinearly upsampled to
 the photo's pixels: on the photo's own pixel grid it fooled no unseen recogniser), a small random
 similarity jitter of the alignment at every step, momentum with TIP-IM's L2-normalised steps (the
-budget is spent where the gradient is, instead of filling the whole box as sign steps do: twice the
-margin at the same LPIPS), an LPIPS-Alex penalty on the face (weight 3: 11% less LPIPS for 4% less
+budget is spent where the gradient is, instead of filling the whole box as sign steps do: about twice
+the dlib margin at the same LPIPS in the tuning runs), an LPIPS-Alex penalty on the face (weight 3: 11% less LPIPS for 4% less
 margin), 50 steps. A pull towards other identities (TIP-IM's targets) made dlib transfer worse and
 is off.
 
