@@ -81,12 +81,12 @@ def run(name: str, seed: int = 0) -> dict:
     """Protect every report photo with run ``name``; judge; measure. Writes RUN_DIR/name.json."""
     import jax
 
+    from jaxprotect.detect.find_faces import find_faces
     from jaxprotect.eval.quality import photo_quality
     from jaxprotect.eval.robustness import transformed_photo
     from jaxprotect.face_conventions import is_match
     from jaxprotect.judges.verdict import Threshold, photo_verdict
     from jaxprotect.methods.pixel.run import PixelSettings, build_protector
-    from jaxprotect.detect.find_faces import find_faces
 
     fields, label = RUNS[name]
     same, _ = read_pairs()

@@ -106,7 +106,12 @@ class Method:
 
 
 def _crop_method(label, method, surrogates=("mobilefacenet_foamliu",), **cfg):
-    from jaxprotect.methods.pixel.protector import FaceChoice, PixelProtector, load_surrogates, method_config
+    from jaxprotect.methods.pixel.protector import (
+        FaceChoice,
+        PixelProtector,
+        load_surrogates,
+        method_config,
+    )
     from jaxprotect.methods.pixel.targets import skimage_lfw_targets
     from jaxprotect.registry import load_network
 

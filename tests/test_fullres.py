@@ -48,7 +48,7 @@ def test_perturbation_stays_inside_the_face_mask_and_the_budget(surrogates, face
     photo = astronaut()
     lm, box = _face(1.0, 0.1, (240, 130))
     lm2, box2 = _face(0.8, -0.2, (380, 330))
-    config = RoiAttackConfig(**{**CONFIG.__dict__, "face_cells": face_cells})
+    config = RoiAttackConfig(**{**CONFIG.__dict__, "face_cells": face_cells, "step_norm": "l2" if face_cells else "sign"})
     sur, params = surrogates
     edit = protect_faces(photo, np.stack([box, box2]), np.stack([lm, lm2]), [0, 1], sur, params, jax.random.key(0),
                          config)

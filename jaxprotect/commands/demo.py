@@ -46,7 +46,7 @@ def run(args) -> int:
     from jaxprotect.io.naming import write_json
     from jaxprotect.io.side_by_side import side_by_side
     from jaxprotect.methods.pixel.judging import PhotoJudges
-    from jaxprotect.methods.pixel.run import PixelSettings, PixelRunner, build_protector
+    from jaxprotect.methods.pixel.run import PixelRunner, PixelSettings, build_protector
     from jaxprotect.registry import load_network
 
     start = time.perf_counter()

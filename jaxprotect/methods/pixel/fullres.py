@@ -22,7 +22,12 @@ from jaxprotect.detect.align import align_face, warp_affine
 from jaxprotect.detect.find_faces import FaceSearch, find_faces
 from jaxprotect.io.errors import NoFaceError
 from jaxprotect.methods.pixel.photo_geometry import protect_faces
-from jaxprotect.methods.pixel.protector import FaceChoice, FaceResult, ProtectedPhoto, image_quality
+from jaxprotect.methods.pixel.protector import (
+    FaceChoice,
+    FaceResult,
+    ProtectedPhoto,
+    image_quality,
+)
 from jaxprotect.methods.pixel.roi_attack import RoiAttackConfig, alignment_matrix
 from jaxprotect.recognition import cosine, embed
 

@@ -13,7 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jaxprotect.methods.pixel.roi_attack import FaceGeometry, RoiAttackConfig, attack_roi, face_geometry
+from jaxprotect.methods.pixel.roi_attack import (
+    FaceGeometry,
+    RoiAttackConfig,
+    attack_roi,
+    face_geometry,
+)
 from jaxprotect.ops.perceptual import to_uint8_within
 
 __all__ = ["RoiFace", "RoiEdit", "protect_faces"]

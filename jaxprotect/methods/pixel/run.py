@@ -15,11 +15,23 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxprotect.methods.driver import PhotoOutcome
 from jaxprotect.detect.find_faces import FaceSearch, find_faces
-from jaxprotect.methods.pixel.protector import FaceChoice, PixelProtector, eps_levels, load_surrogates, method_config
-from jaxprotect.methods.pixel.targets import SKIMAGE_LFW, SYNTHETIC, aligned_face, folder_targets, skimage_lfw_targets
 from jaxprotect.io.side_by_side import side_by_side
+from jaxprotect.methods.driver import PhotoOutcome
+from jaxprotect.methods.pixel.protector import (
+    FaceChoice,
+    PixelProtector,
+    eps_levels,
+    load_surrogates,
+    method_config,
+)
+from jaxprotect.methods.pixel.targets import (
+    SKIMAGE_LFW,
+    SYNTHETIC,
+    aligned_face,
+    folder_targets,
+    skimage_lfw_targets,
+)
 
 __all__ = ["PixelSettings", "PixelRunner", "build_runner", "build_protector", "DEFAULT_FACES", "FULLRES"]
 
