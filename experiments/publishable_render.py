@@ -171,7 +171,9 @@ def render(run_dir: Path, out: Path) -> int:
     summaries = [summarise(runs[n]) for n in names]
     meta = {"calibration": runs[names[0]]["calibration"], "tuned_on": runs[names[0]]["tuned_on"]}
     out.with_suffix(".md").write_text(markdown(summaries, meta))
-    slim = [{k: v for k, v in s.items()} for s in summaries]
+    import copy
+
+    slim = copy.deepcopy(summaries)
     for s in slim:
         for d in s["judges"].values():
             d.pop("margins", None)

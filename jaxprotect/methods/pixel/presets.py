@@ -38,8 +38,8 @@ def _config(floor: float, ceiling: float, chroma: float, step_size: float, steps
 
 
 PRESETS = {
-    "subtle": _config(floor=2.0, ceiling=8.0, chroma=3.0, step_size=0.5),
-    "balanced": _config(floor=3.0, ceiling=12.0, chroma=4.0, step_size=0.75),
+    "subtle": _config(floor=3.0, ceiling=12.0, chroma=4.0, step_size=0.75),
+    "balanced": _config(floor=5.0, ceiling=20.0, chroma=5.0, step_size=1.25),
     "strong": _config(floor=6.0, ceiling=24.0, chroma=6.0, step_size=1.5),
 }
 
