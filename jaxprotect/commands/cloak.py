@@ -161,6 +161,10 @@ def run_learn(args) -> int:
     if out.is_dir():
         raise SystemExit(f"error: -o {out} is a folder; give a file name such as me.cloak.npz")
     config = _config(args)
+    inputs = [args.photo] + list(args.real or [])
+    if any(os.path.realpath(p) == os.path.realpath(out) for p in inputs):  # fail before the work, not after
+        print(f"FAILED {out}: [OutputIsInputError] refusing to write the cloak over an input photo", file=sys.stderr)
+        return 1
     detector = load_network("mtcnn")
     try:
         photo = read_photo(args.photo)
@@ -177,7 +181,6 @@ def run_learn(args) -> int:
     except PhotoError as e:
         print(f"FAILED {args.photo}: [{type(e).__name__}] {e.reason}", file=sys.stderr)
         return 1
-    inputs = [args.photo] + list(args.real or [])
     try:
         save_cloak(out, cloak, inputs=inputs)
     except PhotoError as e:
