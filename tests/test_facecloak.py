@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 
 from jaxprotect.detect.mtcnn_cascade import Detections
-from jaxprotect.methods.facecloak import anchors, apply, highpass, losses, optimise, preprocess, run, scoring, stickers
-from jaxprotect.methods.facecloak import synthetic
+from jaxprotect.methods.facecloak import (
+    anchors,
+    apply,
+    highpass,
+    losses,
+    optimise,
+    preprocess,
+    run,
+    scoring,
+    stickers,
+    synthetic,
+)
 from jaxprotect.methods.facecloak.config import FaceCloakConfig
 from tests.tiny_recogniser import tiny_surrogate
 
@@ -174,7 +184,7 @@ def test_sticker_layout_geometry():
 def test_sticker_slices_follow_python_rules_at_the_edges():
     lm = np.array([[3.0, 2.0], [110.0, 45.0], [56.0, 62.0], [60.0, 85.0], [51.0, 85.0]], np.float64)
     layout = stickers.sticker_layout(lm, True, 112)
-    y0, y1, x0, x1 = layout.ranges[0]  # rows -3:7 -> 109:7 (empty), as tensor slicing
+    y0, y1 = layout.ranges[0][:2]  # rows -3:7 -> 109:7 (empty), as tensor slicing
     assert y1 == y0
     assert tuple(layout.ranges[1][2:]) == (99, 112)  # cut at the edge: 13 columns, not 22
     assert layout.sizes[3][1] == 0 and layout.ranges[3][3] == layout.ranges[3][2]  # mouth corners swapped: empty
@@ -343,8 +353,7 @@ class _FixedDetector:
         self.box = np.asarray([box], np.float32)
 
     def detect(self, image):
-        h, w = np.shape(image)[:2]
-        if h < 40:
+        if np.shape(image)[0] < 40:
             return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
         return Detections(self.box, np.ones(1, np.float32), np.zeros((1, 5, 2), np.float32))
 

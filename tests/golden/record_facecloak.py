@@ -237,6 +237,25 @@ class Recorder:
             torch.rand, torch.multiply = rand, multiply
 
 
+@contextlib.contextmanager
+def recorded_rand(log: list):
+    """``torch.rand`` appends a copy of every draw to ``log`` (values unchanged)."""
+    import torch
+
+    rand = torch.rand
+
+    def record(*a, **k):
+        out = rand(*a, **k)
+        log.append(out.detach().clone().numpy())
+        return out
+
+    torch.rand = record
+    try:
+        yield log
+    finally:
+        torch.rand = rand
+
+
 class RecordingExtractor:
     """Wraps the extractor: records every input it sees (as a torch module would be called)."""
 
@@ -483,7 +502,7 @@ def main(argv=None) -> int:
     for i in range(min(n_steps, len(states)) - 1):
         crop = call["crops"][(i + 1) % len(call["crops"])]  # states[i] is the state after update i + 1
         a32, p32, s32, _ = one_step(model, crop, states[i][0], states[i][1], call["tgt"], call["near"], lf, df, torch.float32)
-        a64, p64, s64, _ = one_step(model, crop, states[i][0], states[i][1], call["tgt"], call["near"], lf, df, torch.float64)
+        a64, _, s64, _ = one_step(model, crop, states[i][0], states[i][1], call["tgt"], call["near"], lf, df, torch.float64)
         flips.append(int(np.sum(s32 != s64)))
         attn_dev.append(float(np.abs(a32 - a64).max()))
         harness_vs_upstream.append(float(max(np.abs(a32 - states[i + 1][0]).max(), np.abs(p32 - states[i + 1][1]).max())))
@@ -498,8 +517,12 @@ def main(argv=None) -> int:
     torch.Tensor.float = lambda self, *a, **k: self.double()
     mults = []
     multiply = torch.multiply
-    torch.multiply = lambda a, b, *r, **k: (mults.append((a.detach().numpy().copy(), b.detach().numpy().copy())),
-                                            multiply(a, b, *r, **k))[1]
+
+    def record_multiply(a, b, *rest, **k):
+        mults.append((a.detach().numpy().copy(), b.detach().numpy().copy()))
+        return multiply(a, b, *rest, **k)
+
+    torch.multiply = record_multiply
     try:
         args64 = dict(cl.multi_cloak_func_args, do_stickers=False, do_highpass=False,
                       closest_emb=torch.tensor(call["near"], dtype=torch.float64))
@@ -531,13 +554,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(13)
     faceless = sinusoid_crop(7)
     torch.manual_seed(1)
-    rand_log = []
-    rand = torch.rand
-    torch.rand = lambda *a, **k: (lambda t: (rand_log.append(t.numpy().copy()), t)[1])(rand(*a, **k))
-    try:
+    with recorded_rand([]) as rand_log:
         fb = sh_mod.StickerHandler(torch.from_numpy(faceless), torch.device("cpu"))
-    finally:
-        torch.rand = rand
     out["fallback_crop"] = nchw_to_nhwc(faceless)[0]
     out["fallback_landmarks"] = np.asarray(fb.landmarks, np.float64)[0]
     out["fallback_init_uniform"] = np.concatenate([r.reshape(-1) for r in rand_log])
@@ -575,23 +593,15 @@ def main(argv=None) -> int:
     with contextlib.redirect_stdout(io.StringIO()):
         out["pgd_cloak_output"] = nchw_to_nhwc(cf.pgd_cloak(call["crops_t"][-1].clone(), tgt, model, lf.triplet_loss,
                                                               torch.device("cpu"), single).detach().numpy())[0]
-        draws = []
-        rand = torch.rand
-        torch.rand = lambda *a, **k: (lambda t: (draws.append(t.numpy().copy()), t)[1])(rand(*a, **k))
-        try:
+        with recorded_rand([]) as draws:
             afo = cf.afog_cloak(call["crops_t"][-1].clone(), tgt, model, lf.triplet_loss, torch.device("cpu"),
                                 dict(single, percep_loss=None))
-        finally:
-            torch.rand = rand
         out["afog_cloak_uniform"] = nchw_to_nhwc(draws[0])[0]
         out["afog_cloak_output"] = nchw_to_nhwc(afo.detach().numpy())[0]
-        draws = []
-        torch.rand = lambda *a, **k: (lambda t: (draws.append(t.numpy().copy()), t)[1])(rand(*a, **k))
-        try:
+        with recorded_rand([]) as draws:
             multi = dict(cl.multi_cloak_func_args, iters=1, closest_emb=near)
-            pm, psh, phh = cf.pgd_cloak_multi([c.clone() for c in call["crops_t"]], tgt, model, lf.triplet_loss, torch.device("cpu"), multi)
-        finally:
-            torch.rand = rand
+            pm, _, phh = cf.pgd_cloak_multi([c.clone() for c in call["crops_t"]], tgt, model, lf.triplet_loss,
+                                            torch.device("cpu"), multi)
         out["pgd_multi_uniform"] = np.concatenate([d.reshape(-1) for d in draws])
         out["pgd_multi_pert"] = pm
         out["pgd_multi_highpass"] = nchw_to_nhwc(phh.highpass_pert.detach().numpy())[0]

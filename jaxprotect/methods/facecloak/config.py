@@ -113,7 +113,7 @@ class FaceCloakConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "FaceCloakConfig":
+    def from_dict(cls, values: dict) -> FaceCloakConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)

@@ -29,7 +29,8 @@ functions the code offers) are ported below with their own quirks noted.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

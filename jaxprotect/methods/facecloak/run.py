@@ -31,8 +31,8 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -283,7 +283,7 @@ def learn_cloak(photo, synthetic: SyntheticSet | None, surrogates, params, detec
     result = afog_cloak_multi(surrogates, config, params, jnp.asarray(prep.crops), prep.anchors, pert0, prep.geometry)
     result.perturbation.block_until_ready()
     meta = {"surrogates": _names(surrogates), "synthetic": synthetic.describe(), "synthetic_source": synthetic.source,
-            "images": int(len(prep.crops)), "seed": seed, "probe_box": list(prep.probe.original_box),
+            "images": len(prep.crops), "seed": seed, "probe_box": list(prep.probe.original_box),
             "seconds": {"prepare": prepared - start, "optimise": time.perf_counter() - prepared,
                         "cpu": time.process_time() - cpu}}
     return _finish(prep, result.perturbation, result.losses, config, k_stick, meta)
@@ -325,7 +325,7 @@ def learn_cloaks(photos: Sequence, synthetics: Sequence, surrogates, params, det
         syn = syn if syn is not None else empty()
         losses = np.asarray(result.losses[i]).reshape(config.epochs, k)[:, valid[i]].reshape(-1)
         meta = {"surrogates": _names(surrogates), "synthetic": syn.describe(), "synthetic_source": syn.source,
-                "images": int(len(p.crops)), "seed": seeds[i], "probe_box": list(p.probe.original_box),
+                "images": len(p.crops), "seed": seeds[i], "probe_box": list(p.probe.original_box),
                 "seconds": {"optimise_batch": seconds, "batch_size": len(preps)}}
         out.append(_finish(p, result.perturbation[i], losses, config, draws[i][1], meta))
     return out

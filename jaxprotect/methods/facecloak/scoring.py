@@ -10,7 +10,7 @@ the mean score over probes and the protection success rate is ``PSR = 1 - accura
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

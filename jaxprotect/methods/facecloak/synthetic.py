@@ -30,8 +30,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import numpy as np
