@@ -393,3 +393,6 @@ def test_learn_apply_save_load(net, tmp_path):
         run.save_cloak(tmp_path / "me.cloak.npz", cloak, inputs=[tmp_path / "me.cloak.npz"])
     with pytest.raises(Exception, match="no face"):
         run.learn_cloak(tiny, None, s, p, detector, config, jax.random.key(0), gallery)
+    one, applied = run.cloak_photo(photo, s, p, detector, config, jax.random.key(0), augment=0, gallery=gallery)
+    assert one.meta["images"] == 1 and applied.image.shape == photo.shape
+    assert np.abs(applied.image.astype(int) - photo).max() > 0

@@ -10,6 +10,8 @@ The photo driver the commands call (no argument parsing here):
   does, the cloak is applied to all the face regions in one jitted call (:mod:`.apply`), and the
   change is carried back to the photo's own resolution (``output="original"``, the default) or
   the code's anisotropically resized photo is returned (``output="resized"``).
+* :func:`cloak_photo` — both for one photo (learn from it, apply to it): what a ``protect``
+  command needs.
 * :func:`save_cloak` / :func:`load_cloak` — the ``.cloak.npz`` file (read with
   ``allow_pickle=False``).
 
@@ -70,6 +72,7 @@ __all__ = [
     "learn_cloak",
     "learn_cloaks",
     "apply_cloak",
+    "cloak_photo",
     "save_cloak",
     "load_cloak",
 ]
@@ -383,6 +386,28 @@ def apply_cloak(cloak: Cloak, photos: Sequence, detector=None, *, boxes=None, ou
         results[i] = AppliedPhoto(image, resized, before.astype(np.uint8), prep.original_box, prep.box, prep.scale,
                                   (y0, x0))
     return results
+
+
+def cloak_photo(photo, surrogates, params, detector, config: FaceCloakConfig, key, *,
+                synthetic: SyntheticSet | None = None, augment: int = 8, gallery: Gallery | None = None,
+                output: str = "original", path=None, seed: int | None = None):
+    """Learn a cloak from ``photo`` and apply it to that same photo: ``(Cloak, AppliedPhoto)``.
+
+    What ``jaxprotect protect --method facecloak`` needs for one photo. ``synthetic`` None makes
+    ``augment`` built-in images (0: the photo alone) from ``fold_in(key, 1)``; the optimisation uses
+    ``fold_in(key, 0)``. Raises ``NoFaceError`` when the photo shows no face.
+    """
+    from jaxprotect.methods.facecloak.synthetic import augment as augment_set
+
+    photo = np.asarray(photo)
+    if synthetic is None:
+        synthetic = augment_set(photo, augment, jax.random.fold_in(key, 1), detector, seed=seed) if augment else empty()
+    cloak = learn_cloak(photo, synthetic, surrogates, params, detector, config, jax.random.fold_in(key, 0), gallery,
+                        path=path, seed=seed)
+    applied = apply_cloak(cloak, [photo], detector, output=output, paths=[path])[0]
+    if isinstance(applied, Exception):
+        raise applied
+    return cloak, applied
 
 
 _ARRAYS = {"mask": 3, "stickers": 4, "highpass": 3, "filter": 3, "landmarks": 2, "sticker_ranges": 2}
