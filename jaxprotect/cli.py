@@ -1,4 +1,4 @@
-"""The ``jaxprotect`` command: ``faces``, ``protect``, ``demo``, ``convert`` and ``evaluate``.
+"""The ``jaxprotect`` command: ``faces``, ``protect``, ``cloak``, ``demo``, ``convert`` and ``evaluate``.
 
 Each subcommand lives in ``jaxprotect/commands/<name>.py`` with ``add_arguments(parser)`` and
 ``run(args) -> int`` (the exit status); heavy imports happen inside ``run``.
@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": "protect the embedded astronaut photo with TIP-IM and judge it with a recogniser it never saw",
     "faces": "detect faces (MTCNN) in photos; print boxes and scores, optionally write aligned crops",
     "protect": "protect the faces in photos (clip2protect, tipim, pgd, mifgsm, tidim)",
+    "cloak": "FaceCloak: learn a person's cloak from one photo, then add it to any photo of them",
     "convert": "convert an original PyTorch checkpoint into a jaxprotect params cache (.npz/.safetensors)",
     "evaluate": "evaluate protected photos against their originals: PSR (verification, identification), "
                 "quality, robustness",

@@ -664,3 +664,58 @@ def inception_fid() -> Result:
         out[f"mixed_{name}_mean"] = (np.asarray(mixed[name], np.float64).mean(axis=(1, 2)),
                                      _refs(g, f"mixed_{name}_mean_f64"))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# FaceCloak (tests/golden/facecloak.npz): the float outputs; the exact ones (crops, stickers, the
+# cloaked photo) and the optimiser's statistical comparison are in tests/test_facecloak_parity.py
+
+FACECLOAK_CROPS = ("A_1.png", "A_2.png", "A_3.png", "A_4.png", "far.png")
+
+
+@builds("facecloak.npz")
+def _facecloak_ir50(file: str):
+    from jaxprotect import load_network
+
+    g = load_golden(file)
+    meta = {k[len("weights_"):]: g[k] for k in g if k.startswith("weights_")}
+    return load_network("ir50", rule_weights(meta))
+
+
+@produces("facecloak.npz", *(f"pre_{n}_embedding" for n in FACECLOAK_CROPS), "cloaked_embedding",
+          "hp_fallback_lowpass", "fallback_apply_crop_init", "apply_crop_output")
+def facecloak() -> Result:
+    import jax.numpy as jnp
+
+    from jaxprotect.methods.facecloak import highpass, optimise, preprocess, stickers
+    from jaxprotect.recognition import from_network
+
+    g = load_golden("facecloak.npz")
+    net = network("facecloak.npz")
+    rec = from_network(net)
+    crops = np.stack([g[f"pre_{n}_crop"] for n in FACECLOAK_CROPS])
+    y0, x0 = g["applied_region_origin"]
+    region = g["applied_region"]
+    image = np.zeros(tuple(g["applied_image_shape"]), np.uint8)
+    image[y0:y0 + region.shape[0], x0:x0 + region.shape[1]] = region
+    cloaked_crop = preprocess.preprocess_photo(image, box=tuple(g["cloaked_box"])).crop
+    emb = highest(lambda p, x: optimise.crop_embeddings(rec, p, x), net.params,
+                  jnp.asarray(np.concatenate([crops, cloaked_crop[None]])))
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    out = {f"pre_{n}_embedding": (emb[i], _refs(g, f"pre_{n}_embedding")) for i, n in enumerate(FACECLOAK_CROPS)}
+    out["cloaked_embedding"] = (emb[-1], _refs(g, "cloaked_embedding"))
+    out["hp_fallback_lowpass"] = (np.asarray(highpass.gaussian_blur(jnp.asarray(g["fallback_crop"]))),
+                                  _refs(g, "hp_fallback_lowpass"))
+    layout = stickers.sticker_layout(g["fallback_landmarks"], False)
+    u, draws, start = g["fallback_init_uniform"], [], 0
+    for h, w in layout.sizes:
+        draws.append(u[start:start + 3 * h * w].reshape(3, h, w))
+        start += 3 * h * w
+    crop_in = jnp.asarray(g["fallback_apply_crop_input"])
+    init = stickers.apply_stickers_crop(crop_in, jnp.asarray(stickers.init_stickers(layout, draws)), 32 / 255)
+    out["fallback_apply_crop_init"] = (np.asarray(init), _refs(g, "fallback_apply_crop_init"))
+    layers = stickers.extract_stickers(jnp.asarray(g["extract_input"]), jnp.asarray(stickers.region_masks(layout)),
+                                       32 / 255)
+    out["apply_crop_output"] = (np.asarray(stickers.apply_stickers_crop(crop_in, layers, 32 / 255)),
+                                _refs(g, "apply_crop_output"))
+    return out
