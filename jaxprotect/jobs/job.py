@@ -34,7 +34,7 @@ from jaxprotect.io.naming import output_paths, write_json
 from jaxprotect.jobs.checkpoints import BatchCheckpoint, batches_dir, list_batches, remove_batches
 from jaxprotect.jobs.distributed import ProcessInfo, any_process, broadcast_json, process_info, wait_for
 from jaxprotect.jobs.inputs import InputPhoto, Inputs, read_input, resolve_inputs
-from jaxprotect.jobs.manifest import JobError, load_manifest, save_manifest, update_manifest
+from jaxprotect.jobs.manifest import JobError, JobSettingsError, load_manifest, save_manifest, update_manifest
 from jaxprotect.jobs.plan import PlannedBatch, plan_batches
 from jaxprotect.jobs.signals import StopSignals
 from jaxprotect.jobs.status import StatusLog, merge_status, read_status_files, remove_status_files, status_dir
@@ -296,10 +296,11 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
         try:
             decision = _plan_primary(out, runner, inputs, options, info)
         except (JobError, OSError) as e:
-            decision = {"ok": False, "error": str(e) if isinstance(e, JobError) else f"cannot use {out}: {e}"}
+            decision = {"ok": False, "error": str(e) if isinstance(e, JobError) else f"cannot use {out}: {e}",
+                        "settings": isinstance(e, JobSettingsError)}
     decision = broadcast_json(decision, info)
     if not decision["ok"]:
-        raise JobError(decision["error"])
+        raise (JobSettingsError if decision["settings"] else JobError)(decision["error"])
     run = decision["run"]
     manifest = load_manifest(out)
     entries = {p["id"]: p for p in manifest["photos"]}
