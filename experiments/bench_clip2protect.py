@@ -65,15 +65,15 @@ def _vmrss_gib() -> float:
 
 def _rule_state_dict(kind: str) -> dict:
     sys.path.insert(0, str(TESTS))
-    from conftest import load_golden
-    from weight_rule import rule_weights
+    from helpers.golden import load_golden
+    from helpers.weight_rule import rule_weights
 
     if kind == "stylegan2":
-        from c2p_small import stylegan2_rule_state_dict
+        from helpers.c2p_small import stylegan2_rule_state_dict
 
         return stylegan2_rule_state_dict(1024, 2, seed=1024)
     if kind == "clip":
-        from clip_helpers import golden_state_dict
+        from helpers.clip_helpers import golden_state_dict
 
         return golden_state_dict("clip_vitb32.npz")
     golden = {"e4e": "e4e_1024.npz", "lpips_vgg": "lpips_vgg.npz", "ir152": "ir152.npz", "irse50": "irse50.npz",

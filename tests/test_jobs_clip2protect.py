@@ -9,35 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.c2p_small import small_config, small_networks, small_photos
+from helpers.c2p_job import small_runner
+from helpers.c2p_small import small_photos
 
-from jaxprotect.detect.mtcnn_cascade import Detections
 from jaxprotect.jobs import JobOptions, StopSignals, run_job
 from jaxprotect.jobs.checkpoints import list_batches
-from jaxprotect.methods.clip2protect.run import Clip2ProtectRunner, Clip2ProtectSettings
-
-SIZE = 8
-
-
-class FixedFace:
-    """The detector of the small configuration: one face in the middle of every photo."""
-
-    def detect(self, photo):
-        h, w = np.asarray(photo).shape[:2]
-        box = np.array([[0.2 * w, 0.2 * h, 0.8 * w, 0.8 * h]], np.float32)
-        marks = np.array([[[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.7], [0.62, 0.7]]], np.float32) * [w, h]
-        return Detections(box, np.ones(1, np.float32), marks.astype(np.float32))
-
-
-def encoder(frames):
-    """Stand-in for e4e: a W+ code drawn from each frame's pixels (deterministic)."""
-    nets, _ = small_networks()
-    out = []
-    for f in np.asarray(frames):
-        rng = np.random.default_rng(int(f.astype(np.int64).sum()))
-        out.append(rng.standard_normal((nets.synthesis.n_latent, 512)).astype(np.float32))
-    return np.stack(out)
-
 
 class Killed(BaseException):
     """What SIGKILL does to a process, as far as the job folder can tell: nothing more is written."""
@@ -83,10 +59,7 @@ def setup(tmp_path_factory):
     for i, img in enumerate(small_photos(2, 24, seed=3)):  # aligned to the 8 px frame, then pasted back
         Image.fromarray(img).save(folder / f"face{i}.png")
     Image.fromarray(small_photos(1, 24, seed=9)[0]).save(folder.parent / "target.png")
-    nets, _ = small_networks()
-    cfg = small_config(finetune_steps=4, steps=6)
-    settings = Clip2ProtectSettings(cfg, {}, str(folder.parent / "target.png"), target_box=(4.0, 5.0, 20.0, 19.0))
-    runner = Clip2ProtectRunner(settings, nets=nets, detector=FixedFace(), encoder=encoder)
+    runner = small_runner(str(folder.parent / "target.png"), finetune_steps=4, steps=6)
     options = JobOptions(seed=1, progress="none", checkpoint_every={"fine-tune": 2, "search": 2})
     reference = tmp_path_factory.mktemp("c2p_ref")
     result = run_job([str(folder)], runner, reference, options=options)

@@ -189,3 +189,42 @@ def test_killed_and_stopped_processes_then_one_process_finish_every_photo_once(i
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["job.json", "summary.json", "summary.md"]
                            + [f"{Path(n).stem}.pgd{s}" for n in PHOTOS for s in (".png", ".side_by_side.png", ".json")])
+
+
+def _worker(out, inputs, target, env, *extra):
+    cmd = [sys.executable, "-m", "helpers.c2p_job", str(out), str(inputs), str(target), *extra]
+    env = dict(env, PYTHONPATH=str(ROOT / "tests") + os.pathsep + env["PYTHONPATH"])
+    return Proc(cmd, env)
+
+
+@pytest.mark.slow
+def test_clip2protect_batches_span_two_processes(tmp_path):
+    """CLIP2Protect (small configuration) with its batches spread over the 4 devices of 2 processes
+    (global arrays from each process's photos, a stand-in filling the second process's batch)
+    gives the photos of a one-process run on 2 devices."""
+    from helpers.c2p_small import small_photos
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, img in enumerate(small_photos(3, 24, seed=5)):
+        Image.fromarray(img).save(inputs / f"p{i}.png")
+    target = tmp_path / "target.png"
+    Image.fromarray(small_photos(1, 24, seed=9)[0]).save(target)
+    env = _env(tmp_path / "xla")
+    ref = _worker(tmp_path / "ref", inputs, target, env)
+    assert ref.finish() == 0, "".join(ref.lines)[-3000:]
+    port = _port()
+    procs = [_worker(tmp_path / "job", inputs, target, env, "--coordinator", f"localhost:{port}",
+                     "--num-processes", "2", "--process-id", str(i)) for i in range(2)]
+    starts = [p.wait_event("start") for p in procs]
+    assert [s["mine"] for s in starts] == [2, 1]  # one batch of 2 photos per process, the second padded
+    assert [p.finish() for p in procs] == [0, 0], "".join(procs[0].lines + procs[1].lines)[-4000:]
+    for i in range(3):
+        a = np.asarray(Image.open(tmp_path / "ref" / f"p{i}.clip2protect.png")).astype(int)
+        b = np.asarray(Image.open(tmp_path / "job" / f"p{i}.clip2protect.png")).astype(int)
+        assert np.abs(a - b).max() <= 1
+        ra = json.loads((tmp_path / "ref" / f"p{i}.clip2protect.json").read_text())
+        rb = json.loads((tmp_path / "job" / f"p{i}.clip2protect.json").read_text())
+        np.testing.assert_allclose(ra["loss_curve"]["loss"], rb["loss_curve"]["loss"], rtol=1e-4, atol=1e-5)
+    summary = json.loads((tmp_path / "job" / "summary.json").read_text())
+    assert summary["counts"] == {"done": 3, "failed": 0, "left": 0}

@@ -56,8 +56,9 @@ def _latest(folder: Path) -> tuple[str, int] | None:
 class BatchCheckpoint:
     """The saved state of one batch of photos (see the module docstring)."""
 
-    def __init__(self, out_dir, photo_ids, *, process: int = 0):
+    def __init__(self, out_dir, photo_ids, *, process: int = 0, sha256=None):
         self.photo_ids = list(photo_ids)
+        self.sha256 = list(sha256) if sha256 is not None else None
         self.folder = batches_dir(out_dir) / batch_id(self.photo_ids)
         self.process = process
         self._managers: dict = {}
@@ -87,7 +88,7 @@ class BatchCheckpoint:
 
         if not (self.folder / "batch.json").exists():
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_json(self.folder / "batch.json", {"photos": self.photo_ids})
+            write_json(self.folder / "batch.json", {"photos": self.photo_ids, "sha256": self.sha256})
         self.wait()
         manager = self._manager(stage)
         manager.save(int(step), args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays),
@@ -129,8 +130,9 @@ class BatchCheckpoint:
 
 
 def list_batches(out_dir) -> list[dict]:
-    """Every batch with saved state in job ``out_dir``: {"id", "photos", "latest": (stage, step)},
-    in folder-name order (batches without a finished save are left out)."""
+    """Every batch with saved state in job ``out_dir``: {"id", "photos", "sha256" (of each photo's
+    content when it was saved, or None), "latest": (stage, step)}, in folder-name order (batches
+    without a finished save are left out)."""
     root = batches_dir(out_dir)
     if not root.is_dir():
         return []
@@ -141,10 +143,11 @@ def list_batches(out_dir) -> list[dict]:
         if latest is None or not meta.exists():
             continue
         try:
-            photos = json.loads(meta.read_text())["photos"]
+            data = json.loads(meta.read_text())
+            photos = data["photos"]
         except (OSError, ValueError, KeyError):
             continue
-        out.append({"id": folder.name, "photos": photos, "latest": latest})
+        out.append({"id": folder.name, "photos": photos, "sha256": data.get("sha256"), "latest": latest})
     return out
 
 

@@ -109,8 +109,9 @@ class JobResult:
 class _Control:
     """The :class:`~jaxprotect.jobs.tasks.BatchControl` of one batch."""
 
-    def __init__(self, out, stop: StopSignals, info: ProcessInfo, lockstep: bool, batch: PlannedBatch, every: dict):
-        self.out, self._stop, self.info, self.lockstep = out, stop, info, lockstep
+    def __init__(self, out, stop: StopSignals, info: ProcessInfo, lockstep: bool, batch: PlannedBatch, every: dict,
+                 entries: dict):
+        self.out, self._stop, self.info, self.lockstep, self._entries = out, stop, info, lockstep, entries
         self.start = batch.start
         self.every = every
         self.checkpoint = None
@@ -122,7 +123,8 @@ class _Control:
 
     def checkpoint_for(self, photo_ids) -> BatchCheckpoint:
         """The saved state of the batch of ``photo_ids`` (the photos actually optimised together)."""
-        self.checkpoint = BatchCheckpoint(self.out, photo_ids, process=self.info.index)
+        sha = [self._entries[p].get("sha256") for p in photo_ids]
+        self.checkpoint = BatchCheckpoint(self.out, photo_ids, process=self.info.index, sha256=sha)
         return self.checkpoint
 
 
@@ -185,8 +187,11 @@ def _plan_primary(out: Path, runner, inputs: Inputs, options: JobOptions, info: 
         clash += [p["name"] for q in (paths.photo, paths.side_by_side) if os.path.abspath(q) in ids]
     if clash:
         raise JobError(f"an output of this job would replace an input photo ({clash[0]}); choose another output folder")
-    status = {p["id"]: p["status"] for p in manifest["photos"]}
-    keep = {b["id"] for b in list_batches(out) if all(status.get(pid) == "pending" for pid in b["photos"])}
+    # Saved state is resumed only for photos still pending and unchanged since it was saved.
+    entry = {p["id"]: p for p in manifest["photos"]}
+    keep = {b["id"] for b in list_batches(out)
+            if all(pid in entry and entry[pid]["status"] == "pending" for pid in b["photos"])
+            and b.get("sha256") == [entry[pid].get("sha256") for pid in b["photos"]]}
     remove_batches(out, keep)
     save_manifest(out, manifest)
     remove_status_files(files)
@@ -424,7 +429,7 @@ def _run_batch(out, runner, batch: PlannedBatch, loaded, entries, status: Status
         tasks.append(PhotoTask(name, entries[pid]["stem"], got, photo_key(options.seed, got), pid))
     if not tasks and not lockstep:
         return
-    control = _Control(out, stop, info, lockstep, batch, options.checkpoint_every)
+    control = _Control(out, stop, info, lockstep, batch, options.checkpoint_every, entries)
     try:
         outcomes = runner.protect(tasks, progress, control)
     finally:
