@@ -34,14 +34,14 @@ FT_STEPS, SEARCH_UPDATES = 150, 49
 HARDWARE = {
     "tpu_v5e_256": {"label": "TPU v5e-256 pod (256 chips)", "chips": 256, "peak_tflops": 197.0,
                     "peak_note": "bf16 per chip (f32 matmuls at JAX's default precision run as bf16 passes)",
-                    "hbm_gib": 16, "usd_per_chip_hour": 1.20,
+                    "hbm_gib": 16, "hbm_gbps": 819, "usd_per_chip_hour": 1.20,
                     "price_note": "Cloud TPU v5e on-demand, us-central/us-west regions, $1.20 per chip-hour"},
     "h100x8": {"label": "8 x NVIDIA H100 SXM 80 GB (one host)", "chips": 8, "peak_tflops": 989.0,
                "peak_note": "dense bf16 per GPU (TF32, JAX's default for f32 matmuls on this GPU, is half: 494)",
-               "hbm_gib": 80, "usd_per_chip_hour": 6.88,
+               "hbm_gib": 80, "hbm_gbps": 3350, "usd_per_chip_hour": 6.88,
                "price_note": "AWS p5.48xlarge on-demand after the June 2025 price cut, ~$55/h for 8 GPUs"},
     "a100x8": {"label": "8 x NVIDIA A100 SXM 80 GB (one host)", "chips": 8, "peak_tflops": 312.0,
-               "peak_note": "dense bf16 per GPU (TF32: 156)", "hbm_gib": 80, "usd_per_chip_hour": 5.12,
+               "peak_note": "dense bf16 per GPU (TF32: 156)", "hbm_gib": 80, "hbm_gbps": 2039, "usd_per_chip_hour": 5.12,
                "price_note": "AWS p4de.24xlarge on-demand, ~$41/h for 8 GPUs (2024-2025 list price)"},
 }
 PRICE_DATE = "2025-06 (recalled from the providers' public price lists; check before budgeting)"
@@ -158,22 +158,31 @@ def _measured_steps() -> dict:
     return out
 
 
+CALLS = (("finetune_step", FT_STEPS), ("search_step", SEARCH_UPDATES), ("evaluate", 1), ("source", 1), ("e4e", 1))
+BANDWIDTH_SHARE = 0.7  # of the published HBM bandwidth that streaming kernels reach
+
+
 def project(flops: dict, photos: int, utilisation: float, measured: dict) -> tuple[str, dict]:
-    per_photo = (FT_STEPS * flops["finetune_step"]["flops"] + SEARCH_UPDATES * flops["search_step"]["flops"]
-                 + flops["evaluate"]["flops"] + flops["source"]["flops"] + flops["e4e"]["flops"])
+    per_photo = sum(flops[name]["flops"] * calls for name, calls in CALLS)
+    per_photo_bytes = sum(flops[name]["bytes_accessed"] * calls for name, calls in CALLS)
     total = per_photo * photos
     rows, table = [], {}
     for key, hw in HARDWARE.items():
-        res = {}
+        devices = hw["chips"]
+        t_mem = per_photo_bytes * photos / (devices * hw["hbm_gbps"] * 1e9 * BANDWIDTH_SHARE)
+        res = {"memory_bound_hours": t_mem / 3600}
         for u in (0.15, utilisation, 0.45):
-            seconds = total / (hw["chips"] * hw["peak_tflops"] * 1e12 * u)
-            res[f"{u:.2f}"] = {"hours": seconds / 3600, "usd": seconds / 3600 * hw["chips"] * hw["usd_per_chip_hour"],
-                               "photos_per_chip_hour": photos / (seconds / 3600 * hw["chips"])}
+            t_comp = total / (devices * hw["peak_tflops"] * 1e12 * u)
+            t = max(t_comp, t_mem)
+            res[f"{u:.2f}"] = {"compute_bound_hours": t_comp / 3600, "hours": t / 3600,
+                               "usd": t / 3600 * devices * hw["usd_per_chip_hour"],
+                               "photos_per_chip_hour": photos / (t / 3600 * devices)}
         table[key] = res
         mid = res[f"{utilisation:.2f}"]
-        rows.append(f"| {hw['label']} | {hw['peak_tflops']:.0f} ({hw['peak_note']}) | {mid['hours']:.1f} h "
-                    f"({res['0.45']['hours']:.1f}-{res['0.15']['hours']:.1f}) | ${mid['usd']:,.0f} "
-                    f"(${res['0.45']['usd']:,.0f}-${res['0.15']['usd']:,.0f}) | {mid['photos_per_chip_hour']:.1f} |")
+        rows.append(f"| {hw['label']} | {hw['peak_tflops']:.0f} / {hw['hbm_gbps']:,} | "
+                    f"{mid['compute_bound_hours']:.2f} h ({res['0.45']['compute_bound_hours']:.2f}-"
+                    f"{res['0.15']['compute_bound_hours']:.2f}) | {t_mem / 3600:.2f} h | **{mid['hours']:.1f} h** | "
+                    f"**${mid['usd']:,.0f}** | {mid['photos_per_chip_hour']:.0f} |")
     ft_mem = flops["finetune_step"].get("temp_gib") or 0.0
     se_mem = flops["search_step"].get("temp_gib") or 0.0
     lines = ["# Projection: 100,000 photos with CLIP2Protect on a TPU v5e-256 pod and on 8 GPUs", "",
@@ -191,28 +200,47 @@ def project(flops: dict, photos: int, utilisation: float, measured: dict) -> tup
         f = flops[name]
         lines.append(f"| {name} | {f['flops'] / 1e12:.3f} | {calls} | {f['flops'] * calls / 1e12:.1f} | "
                      f"{f['bytes_accessed'] / 1e9:.1f} | {f['temp_gib'] if f['temp_gib'] is not None else float('nan'):.2f} |")
-    lines += ["", f"**Per photo: {per_photo / 1e12:.0f} TFLOP; 100,000 photos: {total / 1e18:.1f} EFLOP.** "
+    lines += ["", f"**Per photo: {per_photo / 1e12:.0f} TFLOP and {per_photo_bytes / 1e12:.1f} TB of memory "
+              f"traffic (XLA's 'bytes accessed'); 100,000 photos: {total / 1e18:.1f} EFLOP.** Arithmetic intensity "
+              f"{per_photo / per_photo_bytes:.0f} FLOP/byte, far below the ~240 FLOP/byte at which a TPU v5e chip "
+              "(197 TFLOP/s, 819 GB/s) or an H100 (~295) stops waiting for memory: the steps are memory-bound on "
+              "accelerators unless their compilers fuse much more than XLA's CPU backend did. "
               f"(MTCNN, alignment and writing the photo are host work, a fraction of a second per photo, and "
               "overlap the device work; left out.)", ""]
-    lines += ["## Check against this CPU", ""]
+    lines += ["## Check against this CPU", "",
+              "Measured step times (median wall and process CPU, batch 1, 1024 px) from the two benchmarks, and "
+              "the FLOP rate they imply with the counts above. This CPU's FP32 peak is about 2 cores x 2.6 GHz x "
+              "32 FLOP/cycle (two 256-bit FMA pipes) = 166 GFLOP/s.", ""]
     for src, m in measured.items():
         ft_w, ft_c = m["finetune"]
         se_w, se_c = m["search"]
-        lines.append(f"- `{src}`: fine-tune step {ft_w:.2f} s wall ({ft_c:.2f} s CPU) = "
-                     f"{flops['finetune_step']['flops'] / ft_w / 1e9:.0f} GFLOP/s; search step {se_w:.2f} s wall "
-                     f"({se_c:.2f} s CPU) = {flops['search_step']['flops'] / se_w / 1e9:.0f} GFLOP/s on 2 cores. "
-                     f"Steps alone per photo: {(FT_STEPS * ft_w + SEARCH_UPDATES * se_w) / 60:.1f} min, so "
-                     f"100,000 photos would take {(FT_STEPS * ft_w + SEARCH_UPDATES * se_w) * photos / 86400 / 365:.1f} "
-                     "years on this 2-core machine.")
+        lines.append(f"- `{src}`: fine-tune step {ft_w:.2f} s wall / {ft_c:.2f} s CPU = "
+                     f"{flops['finetune_step']['flops'] / ft_w / 1e9:.0f} GFLOP/s of wall, "
+                     f"{flops['finetune_step']['flops'] / ft_c / 1e9:.0f} per CPU-second; search step {se_w:.2f} s "
+                     f"wall / {se_c:.2f} s CPU = {flops['search_step']['flops'] / se_w / 1e9:.0f} GFLOP/s of wall, "
+                     f"{flops['search_step']['flops'] / se_c / 1e9:.0f} per CPU-second. Steps alone per photo: "
+                     f"{(FT_STEPS * ft_w + SEARCH_UPDATES * se_w) / 60:.1f} min wall, so 100,000 photos would take "
+                     f"{(FT_STEPS * ft_w + SEARCH_UPDATES * se_w) * photos / 86400 / 365:.1f} years on this machine.")
+    lines += ["", "The quiet run (`bench_clip2protect`, load ~1.7) reaches ~80% of the CPU's FP32 peak by these "
+              "counts: higher than convolutions of this shape usually get, so XLA's count probably includes work "
+              "the CPU kernels skip (e.g. the zeros of the stride-2 transposed convolutions that upsample); if "
+              "so the FLOPs are an upper bound and the compute-bound figures below err long. The "
+              "`bench_checkpoint` run shared the 2 cores with other agents (load 8-10): its wall times are 4x "
+              "longer for the same CPU time."]
     lines += ["", "## Projection", "",
-              f"Time = FLOPs / (devices x peak x utilisation). Middle figure: utilisation {utilisation:.0%}; "
-              "range: 45% (best) to 15% (worst).", "",
-              "| hardware | peak TFLOP/s per device | wall time for 100k photos | cost (on-demand) | photos per device-hour |",
-              "| --- | --- | --- | --- | --- |"] + rows
+              f"Compute-bound time = FLOPs / (devices x peak x utilisation), utilisation {utilisation:.0%} (range "
+              f"45%-15%); memory-bound time = bytes accessed / (devices x HBM bandwidth x {BANDWIDTH_SHARE:.0%}). "
+              "The projection is the larger of the two (a roofline); the bytes are those of the CPU-compiled "
+              "program, an upper bound for accelerator compilers that fuse more, so the truth lies between the "
+              "compute-bound and the projected time, probably nearer the latter.", "",
+              "| hardware | peak TFLOP/s / HBM GB/s per device | compute-bound, 100k photos | memory-bound, 100k "
+              "photos | **projection** | **cost (on-demand)** | photos per device-hour |",
+              "| --- | --- | --- | --- | --- | --- | --- |"] + rows
     lines += ["", "## Assumptions (every one)", "",
-              "- **Peak FLOP/s** (published, dense): TPU v5e 197 TFLOP/s bf16 per chip (Google Cloud TPU v5e "
-              "documentation); H100 SXM 989 TFLOP/s bf16, 494 TF32 (NVIDIA H100 datasheet); A100 SXM 312 "
-              "TFLOP/s bf16, 156 TF32 (NVIDIA A100 datasheet). The code computes in float32; JAX's default "
+              "- **Peak FLOP/s and bandwidth** (published, dense): TPU v5e 197 TFLOP/s bf16 and 819 GB/s HBM per "
+              "chip (Google Cloud TPU v5e documentation); H100 SXM 989 TFLOP/s bf16, 494 TF32, 3.35 TB/s (NVIDIA "
+              "H100 datasheet); A100 SXM 80 GB 312 TFLOP/s bf16, 156 TF32, 2.04 TB/s (NVIDIA A100 datasheet). "
+              f"Streaming kernels reach about {BANDWIDTH_SHARE:.0%} of the HBM figure. The code computes in float32; JAX's default "
               "matmul/convolution precision on TPU runs f32 operands as bf16 MXU passes and on Ampere/Hopper "
               "GPUs as TF32, so the bf16 peak is the TPU's ceiling and the GPUs' ceiling is the TF32 figure, half "
               "the bf16 one: the GPU rows assume bf16 was switched on (`jax.default_matmul_precision`), which "
@@ -227,20 +255,25 @@ def project(flops: dict, photos: int, utilisation: float, measured: dict) -> tup
               f"- **Memory**: one photo's fine-tuning step needs ~{ft_mem:.1f} GiB of device temporaries (XLA "
               f"memory analysis on CPU) plus its weights and Adam state (3 x 120 MB); the search step "
               f"~{se_mem:.1f} GiB. A 16 GiB v5e chip therefore holds about {max(1, int(14 // max(ft_mem + 0.5, 1)))} "
-              "photo(s) at a time: the pod runs 256 photos (or a small multiple) in lockstep, one batch per chip "
-              "(``--batch-size`` per host = photos per host), which keeps all 256 chips busy for 100,000 photos "
-              "(391 rounds).",
+              "photo(s) at a time: the pod runs 256 to 1,024 photos per round in lockstep (1-4 per chip; "
+              "`--batch-size` = photos per host), 98-391 rounds for 100,000 photos, every chip busy. Per-photo "
+              "weights are not shared between photos, so the memory traffic per photo does not shrink with "
+              "larger batches.",
               f"- **Prices** (on-demand, {PRICE_DATE}): " + "; ".join(f"{hw['label']}: {hw['price_note']}"
                                                                        for hw in HARDWARE.values()) + ". "
               "Committed-use and spot prices are 40-70% lower; pre-emptible capacity is what the job's resume "
               "support is for.",
               "- **Not included**: compiling the steps once per host (minutes on CPU; on TPU/GPU tens of seconds "
-              "to a few minutes, once per job), loading weights (~15 s per host), the checkpoint writes "
-              "(bench_checkpoint.md: under 3% at the job's defaults on CPU; on an accelerator the steps are ~100x "
-              "faster while the saves are host writes, so save every 10x more steps there, e.g. "
-              "`--checkpoint-every 100 --checkpoint-every-finetune 150`), and restarts after pre-emption (each "
-              "loses at most the steps since the last save).", ""]
-    summary = {"flops": flops, "per_photo_flops": per_photo, "total_flops": total, "photos": photos,
+              "to a few minutes, once per job), loading weights (~15 s per host), the checkpoint writes, and "
+              "restarts after pre-emption (each loses at most the steps since the last save). Checkpoints: on "
+              "this CPU the job's defaults cost under 3% (bench_checkpoint.md), but a device step is ~50x faster "
+              "than a CPU step while a save is a host copy and a disk write of the same size (fine-tuning state "
+              "365 MB per photo, tuned generator 122 MB, search state 2 MB); the writes are asynchronous and "
+              "overlap the steps as long as the storage keeps up, but the device-to-host copy blocks. On a pod: "
+              "`--checkpoint-every-finetune 0` (the tuned generator only at the end of the stage, and on "
+              "SIGTERM, which is how pre-emption arrives) and `--checkpoint-every 25`.", ""]
+    summary = {"flops": flops, "per_photo_flops": per_photo, "per_photo_bytes": per_photo_bytes,
+               "total_flops": total, "photos": photos, "bandwidth_share": BANDWIDTH_SHARE,
                "utilisation": utilisation, "hardware": HARDWARE, "price_date": PRICE_DATE, "projection": table,
                "measured_cpu_steps": measured}
     return "\n".join(lines), summary

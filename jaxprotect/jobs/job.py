@@ -350,6 +350,13 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
         state = "interrupted"
         if stop.received is None:
             stop.received = signal.SIGINT  # a second Ctrl-C
+    except BaseException:
+        state = "failed"  # an unexpected error: what is done stays recorded; the next run goes on from there
+        if beat is not None:
+            beat.stop()
+        if own_stop:
+            stop.__exit__(None, None, None)
+        raise
     finally:
         status.finish(state)
         progress.close()
