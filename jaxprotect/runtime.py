@@ -74,6 +74,8 @@ def pad_batch(tree, batch: int, size: int):
 
 
 def _from_local(sharding: NamedSharding, x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:  # already global (computed from global inputs)
+        return jax.device_put(x, sharding)
     if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         data = jax.make_array_from_process_local_data(sharding, np.asarray(jax.random.key_data(x)))
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))

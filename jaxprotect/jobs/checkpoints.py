@@ -59,7 +59,7 @@ class BatchCheckpoint:
     def __init__(self, out_dir, photo_ids, *, process: int = 0, sha256=None):
         self.photo_ids = list(photo_ids)
         self.sha256 = list(sha256) if sha256 is not None else None
-        self.folder = batches_dir(out_dir) / batch_id(self.photo_ids)
+        self.folder = (batches_dir(out_dir) / batch_id(self.photo_ids)).absolute()  # orbax wants absolute paths
         self.process = process
         self._managers: dict = {}
         self._pending = None

@@ -83,7 +83,7 @@ class JobOptions:
     progress: str = "bar"
     checkpoint_every: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_CHECKPOINT_EVERY))
     json_interval_s: float = 10.0
-    peer_stale_s: float = 10.0
+    peer_stale_s: float = 20.0
 
 
 @dataclasses.dataclass
@@ -261,13 +261,16 @@ def _peer_states(out: Path, run: int, info: ProcessInfo, stale_s: float) -> dict
     return out_states
 
 
-def _finish_primary(out: Path, run: int, state: str):
-    """Process 0 at the end: merge every status file into the manifest, write the summaries."""
+def _finish_primary(out: Path, run: int, state: str, info: ProcessInfo):
+    """Process 0 at the end: merge every status file into the manifest, write the summaries. In a
+    run over several processes the status files stay until the next run (the others may still be
+    reading them to decide that everyone is done)."""
     manifest = load_manifest(out)
     files = read_status_files(out)
     merge_status(manifest, files)
     save_manifest(out, manifest)
-    remove_status_files(files)
+    if info.count == 1:
+        remove_status_files(files)
     summary = summarise(manifest, run=run, state=state)
     write_summary(out, summary)
     for folder in (status_dir(out), batches_dir(out), out / ".jaxprotect"):  # leave no empty state folders
@@ -374,7 +377,7 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
             beat.stop()
         if own_stop:
             stop.__exit__(None, None, None)
-    summary = _finish_primary(out, run, state) if info.primary else None
+    summary = _finish_primary(out, run, state, info) if info.primary else None
     events = status.events
     failed = sum(1 for e in events.values() if e["status"] == "failed")
     done = sum(1 for e in events.values() if e["status"] == "done")

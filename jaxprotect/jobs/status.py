@@ -6,7 +6,10 @@ start of the next one for a run that ended without merging).
 "complete" | "interrupted" | "failed", "photos": {id: event}}; an event is {"status": "done" |
 "failed", "reason", "error_type", "outputs", "verdict", "seconds", "finished"}. Each process
 writes only its own file, so a run over many hosts needs no lock, and a process killed at any
-moment leaves its last complete file.
+moment leaves its last complete file. Merging is idempotent (an attempt already in a photo's
+history is not added again), so process 0 can merge a file at the end of a run and again at the
+start of the next one, which deletes it: the other processes of a run may still be reading them
+when process 0 writes the summaries.
 """
 from __future__ import annotations
 
@@ -85,12 +88,15 @@ def merge_status(manifest: dict, files: list[tuple[Path, dict]]) -> int:
             entry = photos.get(pid)
             if entry is None:
                 continue
+            attempt = {"run": data.get("run"), "process": data.get("process"), "status": event["status"],
+                       "finished": event.get("finished")}
+            history = entry.setdefault("history", [])
+            if attempt in history:
+                continue
             for k in ("reason", "error_type", "outputs", "verdict", "seconds"):
                 entry.pop(k, None)
             entry.update({k: v for k, v in event.items() if k != "finished"})
-            entry.setdefault("history", []).append(
-                {"run": data.get("run"), "process": data.get("process"), "status": event["status"],
-                 "finished": event.get("finished")})
+            history.append(attempt)
             n += 1
     return n
 

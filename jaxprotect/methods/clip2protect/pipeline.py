@@ -473,7 +473,8 @@ def _search(nets, cfg: Clip2ProtectConfig, photos_uint8, boxes, keys, target_emb
     src_fn, step_fn, eval_fn = _search_fns(models, sc, ex, per_photo, mesh)
 
     g_in = put_batched(pad_batch(g_params, b, size), mesh) if per_photo else put_replicated(g_params, mesh)
-    w0_p, noise_p, persp_p = put_batched(pad_batch((w0, list(noise), perspective), b, size), mesh)
+    w0_l, noise_l, persp_l = pad_batch((w0, list(noise), perspective), b, size)
+    w0_p, noise_p, persp_p = put_batched((w0_l, noise_l, persp_l), mesh)
     shared = put_replicated(nets.shared(), mesh)
     src_args = (g_in, w0_p, noise_p, shared["clip"])
     source01, source_feat = compiled(src_fn, *src_args)(*src_args)
@@ -484,17 +485,22 @@ def _search(nets, cfg: Clip2ProtectConfig, photos_uint8, boxes, keys, target_emb
     n_updates = sc.updates
     done, parts = part[0] * sc.steps, part[1]
     curves, start = [], 0
+
+    def fresh_state(rows: int):  # from this process's photos (only w0 and the noise maps are read)
+        local = SearchInputs(w0_l[:rows], tuple(n[:rows] for n in noise_l), *([None] * 7))
+        return init_state(local, nets.synthesis, sc)
+
     if resume is not None and resume[1] is None:  # stand-in photos joining at step i: fresh state
         start = resume[0]
-        state = put_batched(init_state(inputs, nets.synthesis, sc), mesh)
+        state = put_batched(fresh_state(size), mesh)
         zero = np.zeros(b, np.float32)
         curves = [{"loss": zero, "l2": zero, "adv": zero, "clip": zero, "sim": {n: zero for n in sc.surrogates}}
                   for _ in range(start)]
     elif resume is None:
-        state = put_batched(init_state(inputs, nets.synthesis, sc), mesh)
+        state = put_batched(fresh_state(size), mesh)
     else:
         start, snap = resume
-        template = jax.eval_shape(lambda: init_state(inputs, nets.synthesis, sc))
+        template = jax.eval_shape(lambda: fresh_state(b))
         state = put_batched(pad_batch(unflatten_like(template, snap["state"]), b, size), mesh)
         c = snap["curves"]
         curves = [{**{k: np.asarray(c[k])[:, t] for k in ("loss", "l2", "adv", "clip")},
