@@ -201,7 +201,10 @@ def _worker(out, inputs, target, env, *extra):
 def test_clip2protect_batches_span_two_processes(tmp_path):
     """CLIP2Protect (small configuration) with its batches spread over the 4 devices of 2 processes
     (global arrays from each process's photos, a stand-in filling the second process's batch)
-    gives exactly the photos of a one-process run on 2 devices."""
+    gives exactly the photos of a one-process run on 2 devices; stopped with SIGTERM during the
+    search, both processes save the round and exit 143; run again on two processes it resumes
+    from the saved step, and on one process (another count) its photos start again; both end
+    exactly as the uninterrupted run."""
     from helpers.c2p_small import small_photos
 
     inputs = tmp_path / "in"
@@ -211,20 +214,49 @@ def test_clip2protect_batches_span_two_processes(tmp_path):
     target = tmp_path / "target.png"
     Image.fromarray(small_photos(1, 24, seed=9)[0]).save(target)
     env = _env(tmp_path / "xla")
-    ref = _worker(tmp_path / "ref", inputs, target, env)
+    ref = _worker(tmp_path / "ref", inputs, target, env, "--steps", "6")
     assert ref.finish() == 0, "".join(ref.lines)[-3000:]
-    port = _port()
-    procs = [_worker(tmp_path / "job", inputs, target, env, "--coordinator", f"localhost:{port}",
-                     "--num-processes", "2", "--process-id", str(i)) for i in range(2)]
-    starts = [p.wait_event("start") for p in procs]
-    assert [s["mine"] for s in starts] == [2, 1]  # one batch of 2 photos per process, the second padded
-    assert [p.finish() for p in procs] == [0, 0], "".join(procs[0].lines + procs[1].lines)[-4000:]
-    for i in range(3):
-        a = np.asarray(Image.open(tmp_path / "ref" / f"p{i}.clip2protect.png")).astype(int)
-        b = np.asarray(Image.open(tmp_path / "job" / f"p{i}.clip2protect.png")).astype(int)
-        np.testing.assert_array_equal(a, b)  # each device computes the same one-photo shard either way
-        ra = json.loads((tmp_path / "ref" / f"p{i}.clip2protect.json").read_text())
-        rb = json.loads((tmp_path / "job" / f"p{i}.clip2protect.json").read_text())
-        assert ra["loss_curve"] == rb["loss_curve"] and ra["victim"] == rb["victim"]
-    summary = json.loads((tmp_path / "job" / "summary.json").read_text())
-    assert summary["counts"] == {"done": 3, "failed": 0, "left": 0}
+
+    def pair(out, stop_in_search=False):
+        port = _port()
+        procs = [_worker(out, inputs, target, env, "--steps", "6", "--coordinator", f"localhost:{port}",
+                         "--num-processes", "2", "--process-id", str(i)) for i in range(2)]
+        if stop_in_search:
+            while True:
+                e = procs[0].wait_event("stage")
+                if e["stage"].endswith(": search"):
+                    break
+            time.sleep(1.0)  # inside the search
+            for p in procs:
+                p.p.send_signal(signal.SIGTERM)
+        return [p.finish() for p in procs], procs
+
+    def same_as_reference(out):
+        for i in range(3):
+            a = np.asarray(Image.open(tmp_path / "ref" / f"p{i}.clip2protect.png"))
+            np.testing.assert_array_equal(a, np.asarray(Image.open(out / f"p{i}.clip2protect.png")))
+            ra = json.loads((tmp_path / "ref" / f"p{i}.clip2protect.json").read_text())
+            rb = json.loads((out / f"p{i}.clip2protect.json").read_text())
+            assert ra["loss_curve"] == rb["loss_curve"] and ra["victim"] == rb["victim"]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["counts"] == {"done": 3, "failed": 0, "left": 0}
+
+    codes, procs = pair(tmp_path / "job")
+    assert codes == [0, 0], "".join(procs[0].lines + procs[1].lines)[-4000:]
+    same_as_reference(tmp_path / "job")  # each device computes the same one-photo shard either way
+
+    for out, finish in ((tmp_path / "again", "two"), (tmp_path / "one", "one")):
+        codes, procs = pair(out, stop_in_search=True)
+        assert codes == [143, 143], "".join(procs[0].lines + procs[1].lines)[-4000:]
+        rounds = list((out / ".jaxprotect" / "rounds").iterdir())
+        assert len(rounds) == 1 and (rounds[0] / "search").is_dir()  # the round saved its search state
+        if finish == "two":
+            codes, procs = pair(out)
+            assert codes == [0, 0], "".join(procs[0].lines + procs[1].lines)[-4000:]
+            searched = [e for e in procs[0].lines if '"stage": "2 photos: search"' in e and '"step"' in e]
+            assert json.loads(searched[0])["step"] > 1  # resumed inside the search
+        else:
+            last = _worker(out, inputs, target, env, "--steps", "6")
+            assert last.finish() == 0, "".join(last.lines)[-3000:]
+            assert any("another number of processes" in line for line in last.lines)
+        same_as_reference(out)

@@ -31,7 +31,16 @@ from pathlib import Path
 
 from jaxprotect.io import PhotoError
 from jaxprotect.io.naming import output_paths, write_json
-from jaxprotect.jobs.checkpoints import BatchCheckpoint, batches_dir, list_batches, remove_batches
+from jaxprotect.jobs.checkpoints import (
+    BatchCheckpoint,
+    RoundCheckpoint,
+    batches_dir,
+    list_batches,
+    list_rounds,
+    remove_batches,
+    remove_rounds,
+    rounds_dir,
+)
 from jaxprotect.jobs.distributed import ProcessInfo, any_process, broadcast_json, process_info, wait_for
 from jaxprotect.jobs.inputs import InputPhoto, Inputs, read_input, resolve_inputs
 from jaxprotect.jobs.manifest import JobError, JobSettingsError, load_manifest, save_manifest, update_manifest
@@ -110,21 +119,29 @@ class _Control:
     """The :class:`~jaxprotect.jobs.tasks.BatchControl` of one batch."""
 
     def __init__(self, out, stop: StopSignals, info: ProcessInfo, lockstep: bool, batch: PlannedBatch, every: dict,
-                 entries: dict):
+                 entries: dict, round_batches=None):
         self.out, self._stop, self.info, self.lockstep, self._entries = out, stop, info, lockstep, entries
         self.start = batch.start
         self.every = every
         self.checkpoint = None
+        self._round = round_batches
 
     def stop_requested(self) -> bool:
         if self.lockstep:
             return any_process(self._stop.stopping, self.info)
         return self._stop.stopping
 
-    def checkpoint_for(self, photo_ids) -> BatchCheckpoint:
-        """The saved state of the batch of ``photo_ids`` (the photos actually optimised together)."""
-        sha = [self._entries[p].get("sha256") for p in photo_ids]
-        self.checkpoint = BatchCheckpoint(self.out, photo_ids, process=self.info.index, sha256=sha)
+    def checkpoint_for(self, photo_ids, mesh=None):
+        """The saved state of the batch of ``photo_ids`` (the photos actually optimised together):
+        a :class:`BatchCheckpoint`, or in lockstep the round's :class:`RoundCheckpoint` (every
+        process must ask, ``mesh`` the batch mesh)."""
+        if self.lockstep:
+            sha = [[self._entries[p].get("sha256") for p in b] for b in self._round]
+            self.checkpoint = RoundCheckpoint(self.out, self._round, photo_ids, mesh=mesh, index=self.info.index,
+                                              count=self.info.count, sha256=sha)
+        else:
+            sha = [self._entries[p].get("sha256") for p in photo_ids]
+            self.checkpoint = BatchCheckpoint(self.out, photo_ids, sha256=sha)
         return self.checkpoint
 
 
@@ -138,8 +155,9 @@ def _clean_temporaries(out: Path) -> int:
                 if (_TEMPORARY.match(p.name) or p.name.startswith("alive-run-")) and p.is_file():
                     p.unlink(missing_ok=True)
                     n += 1
-    root = batches_dir(out)
-    if root.is_dir():
+    for root in (batches_dir(out), rounds_dir(out)):
+        if not root.is_dir():
+            continue
         for dirpath, dirnames, _ in os.walk(root):
             for d in list(dirnames):
                 if ".orbax-checkpoint-tmp" in d:
@@ -187,12 +205,25 @@ def _plan_primary(out: Path, runner, inputs: Inputs, options: JobOptions, info: 
         clash += [p["name"] for q in (paths.photo, paths.side_by_side) if os.path.abspath(q) in ids]
     if clash:
         raise JobError(f"an output of this job would replace an input photo ({clash[0]}); choose another output folder")
-    # Saved state is resumed only for photos still pending and unchanged since it was saved.
+    # Saved state is resumed only for photos still pending and unchanged since it was saved, and
+    # (a round of a run over several processes) by as many processes.
     entry = {p["id"]: p for p in manifest["photos"]}
-    keep = {b["id"] for b in list_batches(out)
-            if all(pid in entry and entry[pid]["status"] == "pending" for pid in b["photos"])
-            and b.get("sha256") == [entry[pid].get("sha256") for pid in b["photos"]]}
-    remove_batches(out, keep)
+
+    def unchanged(photos, sha):
+        return all(pid in entry and entry[pid]["status"] == "pending" for pid in photos) \
+            and sha == [entry[pid].get("sha256") for pid in photos]
+
+    lockstep = bool(getattr(runner, "spans_processes", False)) and info.count > 1
+    keep = set() if lockstep else {b["id"] for b in list_batches(out) if unchanged(b["photos"], b.get("sha256"))}
+    dropped = remove_batches(out, keep)
+    keep = set()
+    if lockstep:
+        keep = {r["id"] for r in list_rounds(out) if r["processes"] == info.count
+                and all(unchanged(b, s) for b, s in zip(r["batches"], r.get("sha256") or [None] * len(r["batches"])))}
+    dropped += remove_rounds(out, keep)
+    if dropped:
+        notes.append(f"{dropped} saved batch states dropped (photos done, changed, or saved by a run with another "
+                     "number of processes): those photos start again")
     save_manifest(out, manifest)
     remove_status_files(files)
     return {"ok": True, "run": run, "notes": notes}
@@ -273,7 +304,7 @@ def _finish_primary(out: Path, run: int, state: str, info: ProcessInfo):
         remove_status_files(files)
     summary = summarise(manifest, run=run, state=state)
     write_summary(out, summary)
-    for folder in (status_dir(out), batches_dir(out), out / ".jaxprotect"):  # leave no empty state folders
+    for folder in (status_dir(out), batches_dir(out), rounds_dir(out), out / ".jaxprotect"):  # no empty state folders
         try:
             folder.rmdir()
         except OSError:
@@ -314,9 +345,12 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
     entries = {p["id"]: p for p in manifest["photos"]}
     current = [p for p in manifest["photos"] if p.get("run") == run]
     pending = [p["id"] for p in current if p["status"] != "done"]
-    status_of = {p["id"]: p["status"] for p in manifest["photos"]}
-    saved = [b for b in list_batches(out) if all(status_of.get(pid) == "pending" for pid in b["photos"])]
-    plan = plan_batches(pending, max(1, runner.batch_size), saved, info.index, info.count, lockstep)
+    saved = [] if lockstep else list_batches(out)
+    rounds = list_rounds(out) if lockstep else []
+    plans = [plan_batches(pending, max(1, runner.batch_size), saved, i, info.count, lockstep, rounds)
+             for i in (range(info.count) if lockstep else [info.index])]
+    plan = plans[info.index if lockstep else 0]
+    round_of = {k: [list(p[k].photos) for p in plans] for k in range(len(plan))} if lockstep else {}
     mine = sum(len(b.photos) for b in plan)
 
     progress = Progress(mine, mode=options.progress, stream=stream, process=info.index,
@@ -345,10 +379,11 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
         if own_stop:
             stop.__enter__()
         reader = _reader(plan, photos, inputs.records, options.seed)
-        for batch, loaded in reader:
+        for k, (batch, loaded) in enumerate(reader):
             if (any_process(stop.stopping, info) if lockstep else stop.stopping):
                 raise StopRequested
-            _run_batch(out, runner, batch, loaded, entries, status, progress, stop, info, lockstep, options)
+            _run_batch(out, runner, batch, loaded, entries, status, progress, stop, info, lockstep, options,
+                       round_of.get(k))
     except (StopRequested, KeyboardInterrupt):
         state = "interrupted"
         if stop.received is None:
@@ -425,7 +460,7 @@ class _Heartbeat:
 
 
 def _run_batch(out, runner, batch: PlannedBatch, loaded, entries, status: StatusLog, progress: Progress,
-               stop: StopSignals, info: ProcessInfo, lockstep: bool, options: JobOptions) -> None:
+               stop: StopSignals, info: ProcessInfo, lockstep: bool, options: JobOptions, round_batches=None) -> None:
     from jaxprotect.seeds import photo_key
 
     tasks = []
@@ -439,7 +474,7 @@ def _run_batch(out, runner, batch: PlannedBatch, loaded, entries, status: Status
         tasks.append(PhotoTask(name, entries[pid]["stem"], got, photo_key(options.seed, got), pid))
     if not tasks and not lockstep:
         return
-    control = _Control(out, stop, info, lockstep, batch, options.checkpoint_every, entries)
+    control = _Control(out, stop, info, lockstep, batch, options.checkpoint_every, entries, round_batches)
     try:
         outcomes = runner.protect(tasks, progress, control)
     finally:

@@ -10,7 +10,9 @@ of processes re-plans what is left.
 
 When one batch's steps run on the devices of every process together (``lockstep``), every
 process must run the same number of batches starting at the same point: shares are padded with
-empty batches (the runner fills them with stand-in photos whose results are dropped).
+empty batches (the runner fills them with stand-in photos whose results are dropped), and the
+k-th batches of all processes form round k. Saved rounds (state saved by a run with the same
+number of processes) come first, each process taking its own batch of the round back.
 """
 from __future__ import annotations
 
@@ -40,25 +42,42 @@ def _share(items: list, index: int, count: int, lockstep: bool, filler) -> list:
     return mine
 
 
+def _rounds_first(pending_set: set, rounds: list[dict], index: int, count: int) -> tuple[list, set]:
+    out, taken = [], set()
+    usable = []
+    for r in rounds:
+        photos = {p for b in r["batches"] for p in b}
+        if r["processes"] == count and photos and photos <= pending_set and not photos & taken:
+            usable.append(r)
+            taken |= photos
+    for r in sorted(usable, key=lambda r: (r["latest"][0] == "search", r["latest"][1], r["id"]), reverse=True):
+        out.append(PlannedBatch(tuple(r["batches"][index]), tuple(r["latest"]), bool(r["batches"][index])))
+    return out, taken
+
+
 def plan_batches(pending: list[str], batch_size: int, saved: list[dict], index: int = 0, count: int = 1,
-                 lockstep: bool = False) -> list[PlannedBatch]:
+                 lockstep: bool = False, rounds: list[dict] = ()) -> list[PlannedBatch]:
     """The batches process ``index`` of ``count`` runs, in order.
 
     ``pending``: ids of the photos to protect, in manifest order. ``saved``: batches with saved
     state ({"photos": [ids], "latest": (stage, step)}); one is resumed only when all its photos
-    are pending (the caller drops the others). ``batch_size`` >= 1.
+    are pending (the caller drops the others). ``rounds`` (``lockstep`` only): saved rounds
+    ({"batches": [ids per process], "processes", "latest"}), resumed when made by ``count``
+    processes and all their photos are pending. ``batch_size`` >= 1.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pending_set = set(pending)
     groups: dict = {}
+    out: list[PlannedBatch] = []
     taken: set = set()
+    if lockstep:
+        out, taken = _rounds_first(pending_set, list(rounds), index, count)
     for b in saved:
         if b["photos"] and all(p in pending_set for p in b["photos"]) and not taken & set(b["photos"]):
             point = tuple(b["latest"])
             groups.setdefault(point, []).append(PlannedBatch(tuple(b["photos"]), point, True))
             taken |= set(b["photos"])
-    out: list[PlannedBatch] = []
     # Most advanced state first (search before fine-tune, later steps first): least work lost if stopped again.
     for point in sorted(groups, key=lambda pt: (pt[0] == "search", pt[1]), reverse=True):
         out += _share(groups[point], index, count, lockstep, PlannedBatch((), point, False))

@@ -159,20 +159,20 @@ class Clip2ProtectRunner:
         release_memory()
         return codes
 
-    def _restore(self, ckpt, start) -> tuple[dict, np.ndarray]:
+    def _restore(self, ckpt, start, rows: int | None = None) -> tuple[dict, np.ndarray]:
         """(protect_batch's ``resume``, saved e4e codes) of a batch saved at ``start``."""
         stage, step = start
         ft_steps = self.settings.config.finetune.steps
         if stage == "fine-tune":
-            arrays, _ = ckpt.restore("fine-tune", step)
+            arrays, _ = ckpt.restore("fine-tune", step, rows=rows)
             if step >= ft_steps:  # the tuned generator, saved at the end of the stage
                 tuned = {"params": arrays["params"], "losses": arrays["losses"]}
                 return {"stage": "search", "step": 0, "finetune": tuned, "search": None}, arrays["w0"]
             return {"stage": "fine-tune", "step": step, "finetune": arrays}, arrays["w0"]
-        arrays, _ = ckpt.restore("search", step)
+        arrays, _ = ckpt.restore("search", step, rows=rows)
         resume = {"stage": "search", "step": step, "search": {"state": arrays["state"], "curves": arrays["curves"]}}
         if self.settings.config.finetune.runs:
-            tuned, _ = ckpt.restore("fine-tune", ft_steps)
+            tuned, _ = ckpt.restore("fine-tune", ft_steps, rows=rows)
             resume["finetune"] = {"params": tuned["params"], "losses": tuned["losses"]}
         return resume, arrays["w0"]
 
@@ -198,10 +198,18 @@ class Clip2ProtectRunner:
             return out
         start = control.start if control is not None else None
         ckpt = None
-        if control is not None and self.resumable and ready:
-            ckpt = control.checkpoint_for([tasks[i].id for i in ready])
+        ids = [tasks[i].id for i in ready]
+        if control is not None and self.resumable and (ready or lockstep):
+            ckpt = control.checkpoint_for(ids, mesh=self.mesh)
         resume, w0 = None, None
-        if start is not None and ckpt is not None:
+        if start is not None and ckpt is not None and lockstep:
+            # Every process restores its rows of the round together; its photos must be the ones saved.
+            resume, w0 = self._restore(ckpt, start, rows=self.batch_size)
+            saved = _saved_rows(ckpt)
+            if saved != ids:
+                raise RuntimeError(f"the saved state of {ckpt.folder} holds photos {saved} on this process, the batch "
+                                   f"now {ids}; delete that folder to start these photos again")
+        elif start is not None and ckpt is not None:
             try:
                 resume, w0 = self._restore(ckpt, start)
                 if len(w0) != len(ready):
@@ -211,10 +219,6 @@ class Clip2ProtectRunner:
                 progress.write(f"WARNING the saved state of {len(ready)} photo(s) could not be restored ({e}); "
                                "they start again")
                 resume, w0 = None, None
-                if lockstep:  # the others resume at ``start``: these photos cannot join them; a later run redoes them
-                    for i in ready:
-                        out[i] = RuntimeError("its saved state could not be restored; run the job again to redo it")
-                    ready = []
         if start is not None and resume is None and lockstep:
             resume = _standin_resume(start, cfg.finetune.steps)
         label = tasks[ready[0]].stem if len(ready) == 1 else f"{len(ready)} photos"
@@ -224,7 +228,8 @@ class Clip2ProtectRunner:
             b = len(frames)
             on_step = None
             if control is not None:
-                on_step = _Saver(control, ckpt, w0[:len(ready)] if ready else None, cfg.finetune.steps, len(ready))
+                kept = b if lockstep else len(ready)  # a round saves every row, stand-ins too (the same count everywhere)
+                on_step = _Saver(control, ckpt, w0[:kept], cfg.finetune.steps, kept)
             if resume is not None and len(ready) < b:
                 resume = _pad_resume(resume, b)
             t = time.perf_counter()
@@ -265,12 +270,13 @@ class Clip2ProtectRunner:
         if lockstep:
             while len(frames) < self.batch_size:
                 if ready:
-                    frames.append(frames[-1]), boxes.append(boxes[-1]), keys.append(keys[-1]), w0.append(w0[-1])
+                    frames.append(frames[-1]), boxes.append(boxes[-1]), keys.append(keys[-1])
                 else:
                     frames.append(np.zeros((s, s, 3), np.uint8))
                     boxes.append((s / 4, s / 4, 3 * s / 4, 3 * s / 4))
                     keys.append(jax.random.key(0))
-                    w0.append(np.zeros((self.nets.synthesis.n_latent, 512), np.float32))
+                if len(w0) < len(frames):  # restored codes of a round already hold the stand-ins' rows
+                    w0.append(w0[-1] if w0 else np.zeros((self.nets.synthesis.n_latent, 512), np.float32))
         return (np.stack(frames), np.array(boxes, np.float32), jax.numpy.stack(keys), np.stack(w0))
 
     def _outcome(self, task, prepared, res, j, seconds, times) -> PhotoOutcome:
@@ -335,6 +341,14 @@ def _mesh_devices(num_devices: int | None) -> list:
     for p in range(jax.process_count()):
         out += [d for d in devices if d.process_index == p][:num_devices]
     return out
+
+
+def _saved_rows(ckpt) -> list:
+    """The photo ids a round checkpoint's rows hold on this process (as saved)."""
+    import json
+
+    path = ckpt.folder / f"rows.p{ckpt.index}.json"
+    return json.loads(path.read_text())["photos"] if path.exists() else []
 
 
 def _standin_resume(start, ft_steps: int) -> dict:
