@@ -161,7 +161,7 @@ def child(kind: str, repeats: int, pairs: int, block: int) -> dict:
              "search": [("search state", "mid")]}[kind]
     out["saves"] = {}
     for label, what in saves:
-        ckpt = BatchCheckpoint(folder / what, ["photo"], process=0)
+        ckpt = BatchCheckpoint(folder / what, ["photo"])
         rec = {k: [] for k in ("snapshot", "save_call", "write", "total", "total_cpu", "restore", "restore_cpu",
                                "bytes")}
         for r in range(repeats + 1):
@@ -195,7 +195,7 @@ def child(kind: str, repeats: int, pairs: int, block: int) -> dict:
         ckpt.remove()
 
     # Direct: blocks of ``block`` steps, plain or with one save (after the first step).
-    ckpt = BatchCheckpoint(folder / "loop", ["photo"], process=0)
+    ckpt = BatchCheckpoint(folder / "loop", ["photo"])
     blocks = {"plain": [], "with_save": []}
     for p in range(pairs):
         for mode in ("plain", "with_save") if p % 2 == 0 else ("with_save", "plain"):

@@ -23,11 +23,12 @@ class Progress:
     Runners call :meth:`stage` when a stage begins (with ``compiles=True`` when its first step
     also compiles the step function) and :meth:`step` after each step; the job calls
     :meth:`photo_done` after each photo and :meth:`write` for messages. ``enabled=False`` is
-    ``mode="none"``. ``process`` is put in every JSON line.
+    ``mode="none"``. ``process`` is put in every JSON line; ``initial`` photos were done before
+    (a resumed job: they count as done, not in the estimate).
     """
 
     def __init__(self, total_photos: int, enabled: bool = True, stream=None, *, mode: str | None = None,
-                 process: int = 0, json_interval_s: float = 10.0):
+                 process: int = 0, json_interval_s: float = 10.0, initial: int = 0):
         self.mode = mode or ("bar" if enabled else "none")
         if self.mode not in MODES:
             raise ValueError(f"progress mode must be one of {MODES}, got {self.mode!r}")
@@ -36,7 +37,7 @@ class Progress:
         self.total = int(total_photos)
         self.process = process
         self.json_interval_s = json_interval_s
-        self.done = self.failed = 0
+        self.done, self.failed, self.initial = int(initial), 0, int(initial)
         self.photos = self.steps = None
         self._stage = ""
         self._step = 0
@@ -48,14 +49,14 @@ class Progress:
             from tqdm import tqdm
 
             self._tqdm = tqdm
-            self.photos = tqdm(total=total_photos, desc="photos", unit="photo", file=self.stream, position=0,
-                               dynamic_ncols=True)
+            self.photos = tqdm(total=total_photos, initial=self.initial, desc="photos", unit="photo", file=self.stream,
+                               position=0, dynamic_ncols=True)
 
     # -- JSON lines
     def _times(self) -> dict:
         elapsed = time.monotonic() - self._start
-        finished = self.done + self.failed
-        left = max(self.total - finished, 0)
+        finished = self.done + self.failed - self.initial
+        left = max(self.total - self.done - self.failed, 0)
         eta = round(elapsed / finished * left, 1) if finished else None
         return {"elapsed_s": round(elapsed, 1), "eta_s": eta}
 

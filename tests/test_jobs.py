@@ -156,9 +156,11 @@ def test_rerun_skips_done_photos_and_overwrite_redoes_them(folder, tmp_path):
     _photo(folder / "f.png", 7)
     _photo(folder / "a.png", 200)
     more = Brighten()
-    result, stream = _run([str(folder)], more, out)
+    result, stream = _run([str(folder)], more, out, progress="json")
     assert sorted(more.calls) == ["a", "f"]
     assert "1 new photos" in stream.getvalue() and "1 photos changed" in stream.getvalue()
+    photos = [json.loads(line) for line in stream.getvalue().splitlines() if '"event": "photo"' in line]
+    assert [(e["done"], e["total"]) for e in photos] == [(3, 4), (4, 4)]  # the 2 done earlier count as done
 
 
 def test_other_settings_are_refused_by_name(folder, tmp_path):

@@ -9,8 +9,9 @@
   method has one), failed (with the reason) or left (:mod:`~jaxprotect.jobs.summary`);
 - ``.jaxprotect/status/``: each process's status file of the running run
   (:mod:`~jaxprotect.jobs.status`), merged into the manifest by process 0;
-- ``.jaxprotect/batches/``: the mid-optimisation state of batches in progress, saved with orbax
-  every N steps (:mod:`~jaxprotect.jobs.checkpoints`).
+- ``.jaxprotect/batches/`` (one process) or ``.jaxprotect/rounds/`` (batches spanning several
+  processes): the mid-optimisation state of the batches in progress, saved with orbax every N
+  steps, at a stage's end and when stopping (:mod:`~jaxprotect.jobs.checkpoints`).
 
 Modules, one job each: :mod:`~jaxprotect.jobs.inputs` (files, folders, globs, datasets),
 :mod:`~jaxprotect.jobs.plan` (who does which photos), :mod:`~jaxprotect.jobs.signals` (Ctrl-C /

@@ -353,8 +353,10 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
     round_of = {k: [list(p[k].photos) for p in plans] for k in range(len(plan))} if lockstep else {}
     mine = sum(len(b.photos) for b in plan)
 
-    progress = Progress(mine, mode=options.progress, stream=stream, process=info.index,
-                        json_interval_s=options.json_interval_s)
+    # One process: the bar counts the whole job (photos done earlier included); several: each its share.
+    before = len(current) - len(pending) if info.count == 1 else 0
+    progress = Progress(mine + before, mode=options.progress, stream=stream, process=info.index,
+                        json_interval_s=options.json_interval_s, initial=before)
     if info.primary:
         for note in decision["notes"]:
             progress.write(note)
