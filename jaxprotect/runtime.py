@@ -4,8 +4,8 @@ Every per-photo array is split over a 1-D mesh named ``"batch"`` on its leading 
 params are replicated. A mesh may span several JAX processes (``jax.distributed``): each process
 then passes only its own photos (its *local* rows, the same number on every process) to
 :func:`put_batched`, which assembles the global array with
-``jax.make_array_from_process_local_data``, and reads results back with :func:`local_rows`. Method steps are written for a local batch and wrapped in
-``jax.shard_map`` (photos never interact, so there is no communication), then jit-compiled
+``jax.make_array_from_process_local_data``, and reads results back with :func:`local_rows`.
+Method steps are written for a local batch and wrapped in ``jax.shard_map`` (photos never interact, so there is no communication), then jit-compiled
 (:func:`over_batch`). :func:`compiled` lowers and compiles a jitted step once per argument
 signature and keeps a bounded number of executables.
 """

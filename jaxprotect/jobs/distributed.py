@@ -62,7 +62,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     jax.config.update("jax_enable_preemption_service", False)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if all(given):
-        jax.distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout_seconds=heartbeat_timeout_s)
+        jax.distributed.initialize(coordinator, num_processes, process_id,
+                                   heartbeat_timeout_seconds=heartbeat_timeout_s)
     else:
         jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout_s)
     return process_info()

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import signal
 import sys
 import time
 from pathlib import Path
 
 from jaxprotect.io import PhotoError
-from jaxprotect.io.naming import output_paths, write_json
+from jaxprotect.io.naming import output_paths
 from jaxprotect.jobs.checkpoints import (
     BatchCheckpoint,
     RoundCheckpoint,
@@ -42,39 +41,21 @@ from jaxprotect.jobs.checkpoints import (
     rounds_dir,
 )
 from jaxprotect.jobs.distributed import ProcessInfo, any_process, broadcast_json, process_info, wait_for
+from jaxprotect.jobs.folder import clean_temporaries, drop_own_outputs, prepare_output_dir, write_outputs
 from jaxprotect.jobs.inputs import InputPhoto, Inputs, read_input, resolve_inputs
 from jaxprotect.jobs.manifest import JobError, JobSettingsError, load_manifest, save_manifest, update_manifest
+from jaxprotect.jobs.peers import Heartbeat, heartbeat_path, peer_states
 from jaxprotect.jobs.plan import PlannedBatch, plan_batches
 from jaxprotect.jobs.signals import StopSignals
 from jaxprotect.jobs.status import StatusLog, merge_status, read_status_files, remove_status_files, status_dir
 from jaxprotect.jobs.summary import counts_line, summarise, write_summary
-from jaxprotect.jobs.tasks import PhotoOutcome, PhotoTask, StopRequested
+from jaxprotect.jobs.tasks import PhotoTask, StopRequested
 from jaxprotect.progress import Progress
 
 __all__ = ["JobOptions", "JobResult", "run_job", "prepare_output_dir", "DEFAULT_CHECKPOINT_EVERY"]
 
 # Steps between saves of a batch's state, per stage: see experiments/results/bench_checkpoint.md.
 DEFAULT_CHECKPOINT_EVERY = {"fine-tune": 25, "search": 10}
-_TEMPORARY = re.compile(r"^\..+\.tmp$")
-
-
-def prepare_output_dir(out_dir) -> Path:
-    """Create ``out_dir`` if needed and check it is a writable folder; raises ``ValueError`` with one
-    clear line otherwise (before any work starts)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output folder {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    probe = out / f".jaxprotect-write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"output folder {out} is not writable: {e.strerror or e}") from None
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,52 +126,14 @@ class _Control:
         return self.checkpoint
 
 
-def _clean_temporaries(out: Path) -> int:
-    """Remove what a killed writer left: hidden ``.*.tmp`` files of the job folder and its state
-    folders, and orbax's unfinished step folders."""
-    n = 0
-    for folder in (out, status_dir(out)):
-        if folder.is_dir():
-            for p in folder.iterdir():
-                if (_TEMPORARY.match(p.name) or p.name.startswith("alive-run-")) and p.is_file():
-                    p.unlink(missing_ok=True)
-                    n += 1
-    for root in (batches_dir(out), rounds_dir(out)):
-        if not root.is_dir():
-            continue
-        for dirpath, dirnames, _ in os.walk(root):
-            for d in list(dirnames):
-                if ".orbax-checkpoint-tmp" in d:
-                    import shutil
-
-                    shutil.rmtree(os.path.join(dirpath, d), ignore_errors=True)
-                    dirnames.remove(d)
-                    n += 1
-    return n
-
-
-def _drop_own_outputs(inputs: Inputs, out: Path, method: str) -> list[str]:
-    """Leave out input files that are this job's own outputs (a job folder read back as input)."""
-    out_real = os.path.realpath(out)
-    kept, dropped = [], []
-    pattern = re.compile(rf"\.{re.escape(method)}(\.side_by_side)?\.(png|webp|jpg)$")
-    for p in inputs.photos:
-        if os.path.dirname(os.path.realpath(p.id)) == out_real and pattern.search(p.id):
-            dropped.append(p.id)
-        else:
-            kept.append(p)
-    inputs.photos = kept
-    return [f"{len(dropped)} files of the job folder that are its own outputs are not inputs"] if dropped else []
-
-
 def _plan_primary(out: Path, runner, inputs: Inputs, options: JobOptions, info: ProcessInfo) -> dict:
     """Process 0: clean up, merge earlier status files, update and write the manifest."""
-    _clean_temporaries(out)
+    clean_temporaries(out)
     manifest = load_manifest(out)
     files = read_status_files(out)
     if manifest is not None:
         merge_status(manifest, files)
-    notes = _drop_own_outputs(inputs, out, runner.method)
+    notes = drop_own_outputs(inputs, out, runner.method)
     manifest, run, more = update_manifest(
         out, manifest, method=runner.method, settings=runner.settings_dict(),
         run_options={"seed": options.seed, "image_format": options.image_format},
@@ -252,44 +195,8 @@ def _input_photo(entry: dict) -> InputPhoto:
     return InputPhoto(entry["id"], entry["name"], entry["source"], entry.get("index"), entry.get("sha256"))
 
 
-def _write(out, task: PhotoTask, outcome: PhotoOutcome, runner, image_format: str) -> dict:
-    from jaxprotect.io import write_photo
-
-    paths = output_paths(out, task.stem, runner.method, image_format)
-    guard = [task.path] + list(runner.extra_inputs)
-    write_photo(paths.photo, outcome.image, inputs=guard)
-    write_photo(paths.side_by_side, outcome.side_by_side, inputs=guard)
-    report = {"input": task.path if task.path.startswith("dataset:") else os.path.abspath(task.path),
-              "outputs": paths.as_dict(), **outcome.report}
-    write_json(paths.report, report)
-    return paths.as_dict()
-
-
 def _reason(e: Exception) -> str:
     return e.reason if isinstance(e, PhotoError) else (str(e) or type(e).__name__)
-
-
-def _peer_states(out: Path, run: int, info: ProcessInfo, stale_s: float) -> dict | None:
-    """{process: its final state} once every other process of run ``run`` has written its last
-    status or stopped beating (state "lost"); None while some are still at work."""
-    states = {d["process"]: d.get("state") for _, d in read_status_files(out) if d.get("run") == run}
-    now = time.time()
-    out_states = {}
-    for p in range(info.count):
-        if p == info.index:
-            continue
-        if states.get(p) not in (None, "running"):
-            out_states[p] = states[p]
-            continue
-        alive = status_dir(out) / f"alive-run-{run:04d}.p{p}"
-        try:
-            age = now - alive.stat().st_mtime
-        except FileNotFoundError:
-            age = float("inf")
-        if age <= stale_s:
-            return None
-        out_states[p] = "lost"
-    return out_states
 
 
 def _finish_primary(out: Path, run: int, state: str, info: ProcessInfo):
@@ -371,7 +278,7 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
     progress.event("start", run=run, photos=len(current), pending=len(pending), mine=mine, processes=info.count)
 
     status = StatusLog(out, run, info.index)
-    beat = _Heartbeat(status_dir(out) / f"alive-run-{run:04d}.p{info.index}") if info.count > 1 else None
+    beat = Heartbeat(heartbeat_path(out, run, info.index)) if info.count > 1 else None
     photos = {pid: _input_photo(entries[pid]) for b in plan for pid in b.photos}
     own_stop = stop is None
     stop = stop or StopSignals(stream)
@@ -405,8 +312,8 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
     try:
         if info.count > 1:
             # Everyone leaves together: jax.distributed's shutdown waits for every process.
-            wait_for(lambda: _peer_states(out, run, info, options.peer_stale_s) is not None, poll_s=0.5)
-            peers = _peer_states(out, run, info, options.peer_stale_s) or {}
+            wait_for(lambda: peer_states(out, run, info, options.peer_stale_s) is not None, poll_s=0.5)
+            peers = peer_states(out, run, info, options.peer_stale_s) or {}
     except KeyboardInterrupt:
         state = "interrupted"
     finally:
@@ -432,33 +339,6 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
     code = stop.exit_status if state == "interrupted" else (1 if failed else 0)
     leave_now = info.count > 1 and (state != "complete" or any(v != "complete" for v in peers.values()))
     return JobResult(state, code, events, summary, leave_now)
-
-
-class _Heartbeat:
-    """Touches ``path`` every second in a daemon thread, so the other processes can tell this
-    one is alive (a killed process stops touching it)."""
-
-    def __init__(self, path: Path, every_s: float = 1.0):
-        import threading
-
-        self.path = path
-        self._done = threading.Event()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
-        self._thread.start()
-
-    def _run(self, every_s):
-        while not self._done.wait(every_s):
-            try:
-                os.utime(self.path)
-            except OSError:
-                pass
-
-    def stop(self):
-        self._done.set()
-        self._thread.join(timeout=5)
-        self.path.unlink(missing_ok=True)
 
 
 def _run_batch(out, runner, batch: PlannedBatch, loaded, entries, status: StatusLog, progress: Progress,
@@ -490,7 +370,7 @@ def _run_batch(out, runner, batch: PlannedBatch, loaded, entries, status: Status
         try:
             if isinstance(outcome, Exception):
                 raise outcome
-            outputs = _write(out, task, outcome, runner, options.image_format)
+            outputs = write_outputs(out, task, outcome, runner, options.image_format)
             status.record(task.id, "done", outputs=outputs, verdict=outcome.verdict,
                           seconds=outcome.report.get("seconds"))
             progress.write(outcome.summary)

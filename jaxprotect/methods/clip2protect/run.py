@@ -228,7 +228,7 @@ class Clip2ProtectRunner:
             b = len(frames)
             on_step = None
             if control is not None:
-                kept = b if lockstep else len(ready)  # a round saves every row, stand-ins too (the same count everywhere)
+                kept = b if lockstep else len(ready)  # a round saves every row, stand-ins too (same count everywhere)
                 on_step = _Saver(control, ckpt, w0[:kept], cfg.finetune.steps, kept)
             if resume is not None and len(ready) < b:
                 resume = _pad_resume(resume, b)
