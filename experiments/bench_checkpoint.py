@@ -275,7 +275,7 @@ def summarise(results: dict, args) -> tuple[str, dict]:
               "cores), so wall times are upper bounds; process CPU time (all threads, orbax's writers included) is "
               "the load-independent figure. Medians of "
               f"{args.repeats} saves after one warm-up; steps: median of 3 after 2 warm-ups.", ""]
-    lines += ["## Steps", "", "| stage | median wall s | median CPU s | first step (compile) wall s |", "| --- | --- | --- | --- |",
+    lines += ["## Steps", "", "| stage | median wall s | median CPU s | first step wall s (compiled before) |", "| --- | --- | --- | --- |",
               f"| fine-tune | {t_ft['wall']:.2f} | {t_ft['cpu']:.2f} | {ft['first_step_s'][0]:.0f} |",
               f"| search | {t_se['wall']:.2f} | {t_se['cpu']:.2f} | {se['first_step_s'][0]:.0f} |", "",
               f"Per photo, steps only (150 fine-tune + 49 search): {per_photo['wall']:.0f} s wall, "
@@ -292,23 +292,27 @@ def summarise(results: dict, args) -> tuple[str, dict]:
                      f"{_med(rec['restore_cpu']):.3f} |")
     lines += ["", f"## In the loop: blocks of {ft['block_steps']} steps with and without one save "
               f"(median of {args.pairs} each)", "",
-              "| stage | plain block wall / CPU s | with one save wall / CPU s | overhead per save wall / CPU s |",
-              "| --- | --- | --- | --- |"]
+              "| stage | plain block wall (min-max) / CPU s | with one save wall (min-max) / CPU s | "
+              "overhead per save wall / CPU s |", "| --- | --- | --- | --- |"]
     for stage, res in (("fine-tune", ft), ("search", se)):
         b = res["blocks"]
-        lines.append(f"| {stage} | {_med(b['plain']['wall']):.2f} / {_med(b['plain']['cpu']):.2f} | "
-                     f"{_med(b['with_save']['wall']):.2f} / {_med(b['with_save']['cpu']):.2f} | "
-                     f"{direct[stage]['wall']:.2f} / {direct[stage]['cpu']:.2f} |")
-    wall_resolved = all(direct[k]["wall"] > 0 for k in direct)
+        pw, sw = b["plain"]["wall"], b["with_save"]["wall"]
+        lines.append(f"| {stage} | {_med(pw):.2f} ({min(pw):.1f}-{max(pw):.1f}) / {_med(b['plain']['cpu']):.2f} | "
+                     f"{_med(sw):.2f} ({min(sw):.1f}-{max(sw):.1f}) / {_med(b['with_save']['cpu']):.2f} | "
+                     f"{direct[stage]['wall']:+.2f} / {direct[stage]['cpu']:+.2f} |")
+    spread = max(max(r["blocks"][m]["wall"]) - min(r["blocks"][m]["wall"]) for r in (ft, se)
+                 for m in ("plain", "with_save"))
+    wall_resolved = all(0 < direct[k]["wall"] for k in direct) and spread < min(direct[k]["wall"] for k in direct)
     lines += ["", "## Overhead per photo of saving every N steps", "",
               "Cost per photo = (fine-tune saves x cost) + the stage-end save + (search saves x cost), over the "
               "per-photo step time above (wall over wall, CPU over CPU). 'isolated, wall' counts the whole save "
               "(snapshot + save call + background write) as if it stopped the loop: the pessimistic wall figure, "
               "since the write in fact overlaps the next steps; 'isolated, CPU' the CPU time of the same; 'in "
               "loop, CPU' the CPU difference of the blocks (the most conservative figure measured)."
-              + ("" if wall_resolved else " The blocks' wall difference is not resolved under this load (it came "
-                 f"out negative: {direct['fine-tune']['wall']:+.1f} s fine-tune, {direct['search']['wall']:+.1f} s "
-                 "search per save, inside the noise of the blocks), so no 'in loop, wall' column is given."), "",
+              + ("" if wall_resolved else " The blocks' wall differences are not resolved under this load "
+                 f"({direct['fine-tune']['wall']:+.1f} s fine-tune, {direct['search']['wall']:+.1f} s search per "
+                 f"save, while blocks of the same kind differ by up to {spread:.1f} s from one another), so no "
+                 "'in loop, wall' column is given."), "",
               "| fine-tune N | search N | isolated, wall % | isolated, CPU % | in loop, CPU % |",
               "| --- | --- | --- | --- | --- |"]
     table = {}
@@ -326,14 +330,21 @@ def summarise(results: dict, args) -> tuple[str, dict]:
     d_ft, d_se = DEFAULT_CHECKPOINT_EVERY["fine-tune"], DEFAULT_CHECKPOINT_EVERY["search"]
     chosen = table[f"{d_ft},{d_se}"]
     worst = max(chosen.values())
+
+    def span(n_ft, n_se):
+        row = table[f"{n_ft},{n_se}"]
+        return f"{min(row.values()):.1f}-{max(row.values()):.1f}%"
+
     disk = (_med(mid_ft["bytes"]) * 2 + _med(end_ft["bytes"]) + _med(mid_se["bytes"]) * 2) / 1e6
     lines += ["", f"**Job defaults: fine-tune every {d_ft} steps, search every {d_se}**: overhead "
               f"{chosen['isolated_wall_pct']:.2f}% (isolated, wall), {chosen['isolated_cpu_pct']:.2f}% (isolated, "
               f"CPU), {chosen['loop_cpu_pct']:.2f}% (in loop, CPU) of the per-photo step time: "
-              f"{'under' if worst < 3 else 'OVER'} the 3% target. Why these N: the fine-tuning state is 160x "
-              "larger than the search state, so it sets the pace: every 10 steps would cost 1.2-3.4% (over the target by the "
-              "most conservative measure), every 25 0.5-1.2%; the search state is so small that every 10 steps costs almost "
-              "nothing (every step would too, but 10 keeps the orbax bookkeeping out of the step loop). A job stopped without warning loses at most "
+              f"{'under' if worst < 3 else 'OVER'} the 3% target. Why these N: the fine-tuning state is "
+              f"{mid_ft['array_bytes'] / mid_se['array_bytes']:.0f}x larger than the search state, so it sets the pace: "
+              f"every 5 steps would cost {span(5, d_se)}, every 10 {span(10, d_se)}, every 25 {span(25, d_se)} by the "
+              "three measures; 25 keeps a margin under 3% on a busier disk and loses at most 25 steps; the search "
+              f"state is so small that every 10 steps costs almost nothing ({span(d_ft, 1)} with a save after every "
+              "search step). A job stopped without warning loses at most "
               f"{d_ft} fine-tune steps ({d_ft * t_ft['wall']:.0f} s here) or {d_se} search steps "
               f"({d_se * t_se['wall']:.0f} s); a stop request saves at once. Disk per photo in progress: at most "
               f"~{disk:.0f} MB while a save replaces the previous one (orbax keeps the last step of each stage), "

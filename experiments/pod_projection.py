@@ -224,9 +224,14 @@ def project(flops: dict, photos: int, utilisation: float, measured: dict) -> tup
     lines += ["", "The quiet run (`bench_clip2protect`, load ~1.7) reaches ~80% of the CPU's FP32 peak by these "
               "counts: higher than convolutions of this shape usually get, so XLA's count probably includes work "
               "the CPU kernels skip (e.g. the zeros of the stride-2 transposed convolutions that upsample); if "
-              "so the FLOPs are an upper bound and the compute-bound figures below err long. The "
-              "`bench_checkpoint` run shared the 2 cores with other agents (load 8-10): its wall times are 4x "
-              "longer for the same CPU time."]
+              "so the FLOPs are an upper bound and the compute-bound figures below err long."]
+    ck = _load("bench_checkpoint.json")
+    if ck and "bench_clip2protect" in measured and "bench_checkpoint" in measured:
+        loads = [ck["results"][k][f"load_{w}"] for k in ("fine-tune", "search") for w in ("before", "after")]
+        ratio = (measured["bench_checkpoint"]["finetune"][0] / measured["bench_clip2protect"]["finetune"][0])
+        lines[-1] += (f" The `bench_checkpoint` run shared the 2 cores with other agents (load {min(loads):.1f}-"
+                      f"{max(loads):.1f}): its fine-tune steps took {ratio:.1f}x the wall time for about the same CPU "
+                      "time.")
     lines += ["", "## Projection", "",
               f"Compute-bound time = FLOPs / (devices x peak x utilisation), utilisation {utilisation:.0%} (range "
               f"45%-15%); memory-bound time = bytes accessed / (devices x HBM bandwidth x {BANDWIDTH_SHARE:.0%}). "
