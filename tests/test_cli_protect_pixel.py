@@ -34,7 +34,12 @@ def test_batch_goes_on_and_fails_at_the_end(batch):
     code, out = batch
     assert code != 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["astronaut.mifgsm.json", "astronaut.mifgsm.png", "astronaut.mifgsm.side_by_side.png"]
+    assert names == ["astronaut.mifgsm.json", "astronaut.mifgsm.png", "astronaut.mifgsm.side_by_side.png",
+                     "job.json", "summary.json", "summary.md"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"done": 1, "failed": 2, "left": 0}
+    reasons = {p["input"].rsplit("/", 1)[-1]: p.get("reason") for p in summary["photos"]}
+    assert "not an image" in reasons["broken.jpg"] and "no face" in reasons["wall.png"]
 
 
 def test_protected_photo_and_report(batch, inputs):
@@ -63,7 +68,7 @@ def test_messages_name_each_bad_photo(inputs, tmp_path, capsys):
     assert code == 1
     assert "broken.jpg" in err and "not an image" in err.lower()
     assert "wall.png" in err and "no face" in err.lower()
-    assert list(out.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == ["job.json", "summary.json", "summary.md"]  # no photo output
 
 
 def test_outputs_do_not_depend_on_the_photo_name_or_order(inputs, tmp_path):

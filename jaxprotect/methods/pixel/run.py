@@ -2,7 +2,9 @@
 
 ``PixelSettings`` says everything a run needs (no argparse); :func:`build_runner` loads the
 detector, the surrogate recognisers and the target identities once and returns a
-:class:`PixelRunner` that :func:`jaxprotect.methods.driver.run_protection` drives photo by photo.
+:class:`PixelRunner` that a job (:func:`jaxprotect.jobs.run_job`) drives photo by photo. A photo
+takes seconds, so no mid-optimisation state is kept: a stop request ends the photo in progress
+at its next step, and a later run protects it again from the start (same key, same result).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxprotect.methods.driver import PhotoOutcome
+from jaxprotect.methods.driver import PhotoOutcome, StopRequested
 from jaxprotect.methods.pixel.protector import FaceChoice, PixelProtector, eps_levels, load_surrogates, method_config
 from jaxprotect.methods.pixel.targets import SKIMAGE_LFW, SYNTHETIC, aligned_face, folder_targets, skimage_lfw_targets
 from jaxprotect.io.side_by_side import side_by_side
@@ -84,6 +86,8 @@ class PixelRunner:
     protector: PixelProtector
     skipped_targets: list = dataclasses.field(default_factory=list)
     batch_size: int = 1
+    ignored_settings: tuple = ()
+    spans_processes: bool = False  # each process protects its own photos on its own devices
 
     @property
     def method(self) -> str:
@@ -101,20 +105,33 @@ class PixelRunner:
         s["config"] = dataclasses.asdict(self.protector.config)
         return s
 
-    def protect(self, tasks, progress) -> list:
-        """One :class:`PhotoOutcome` (or the exception) per :class:`~jaxprotect.methods.driver.PhotoTask`."""
+    def protect(self, tasks, progress, control=None) -> list:
+        """One :class:`PhotoOutcome` (or the exception) per :class:`~jaxprotect.methods.driver.PhotoTask`;
+        after a stop request (``control.stop_requested()``, checked at every step) the photo in
+        progress and the ones after it get :class:`StopRequested`."""
         out = []
         for task in tasks:
+            if control is not None and control.stop_requested():
+                out.append(StopRequested())
+                continue
             try:
-                out.append(self._one(task, progress))
+                out.append(self._one(task, progress, control))
+            except StopRequested as e:
+                out.append(e)
             except Exception as e:  # noqa: BLE001 - reported by the driver, the batch goes on
                 out.append(e)
         return out
 
-    def _one(self, task, progress) -> PhotoOutcome:
+    def _one(self, task, progress, control=None) -> PhotoOutcome:
         p = self.protector
+
+        def step(i):
+            if control is not None and control.stop_requested():
+                raise StopRequested
+            progress.step()
+
         progress.stage(f"{task.stem}: {self.method}", p.config.steps, compiles=True)
-        result = p.protect(task.photo, task.key, progress=lambda i: progress.step(), path=task.path)
+        result = p.protect(task.photo, task.key, progress=step, path=task.path)
         eps = eps_levels(p.config)
         label = f"protected ({self.method}, eps {eps:g}/255, {p.config.steps} steps)"
         pair = side_by_side([task.photo, result.image], ["original", label])
