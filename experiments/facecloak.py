@@ -22,7 +22,7 @@ Judges (never surrogates): dlib's ResNet (Euclidean distance) and FaceNet-CASIA 
 photos (``real_dodging.py``'s rule, more pairs). Dodging success = share of (cloaked photo, other
 clean photo of the same person) pairs the judge matched before that it no longer matches; margin
 to the threshold = how far the cloaked pair's score lies on the "different" side (positive =
-dodged). Identification (the code's top-n walk, ``scoring.identification_score``): gallery = all
+dodged). Identification (the code's top-n walk, ``jaxprotect.eval.topn.identification_score``): gallery = all
 61 clean photos except the probe, C = the person's other photos; PSR = 1 - mean score, before and
 after the cloak. Face SSIM/PSNR on the 5-point-aligned 112-px face of the written photo vs the
 original (as ``real_dodging.py``). TIP-IM (``jaxprotect.methods.tipim``, 10 LFW-subset targets,
@@ -157,7 +157,7 @@ class Study:
     def evaluate(self, label, cloaked: dict, settings: str, extra: dict | None = None) -> dict:
         """Judge cloaked photos {name: uint8 photo}: face quality, dodging pairs and identification per photo."""
         from jaxprotect.detect.align import align_face, warp_affine
-        from jaxprotect.methods.facecloak.scoring import identification_score
+        from jaxprotect.eval.topn import identification_score
         from jaxprotect.methods.pixel.protector import image_quality
 
         emb = judge_all(self.judges, cloaked)

@@ -412,7 +412,11 @@ def markdown(data: dict) -> str:
 
 def plot(data: dict, path: Path) -> None:
     """Grouped bars: seconds per photo (log scale) of both sides for every stage at batch 1."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print("plot skipped: matplotlib is not installed (pip install jaxprotect[experiments])", file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,8 +1,11 @@
 """Where and how jaxprotect's compiled steps run: device meshes, the compiled-step cache, memory release.
 
 Every per-photo array is split over a 1-D mesh named ``"batch"`` on its leading axis; network
-params are replicated. Method steps are written for a local batch and wrapped in
-``jax.shard_map`` (photos never interact, so there is no communication), then jit-compiled
+params are replicated. A mesh may span several JAX processes (``jax.distributed``): each process
+then passes only its own photos (its *local* rows, the same number on every process) to
+:func:`put_batched`, which assembles the global array with
+``jax.make_array_from_process_local_data``, and reads results back with :func:`local_rows`.
+Method steps are written for a local batch and wrapped in ``jax.shard_map`` (photos never interact, so there is no communication), then jit-compiled
 (:func:`over_batch`). :func:`compiled` lowers and compiles a jitted step once per argument
 signature and keeps a bounded number of executables.
 """
@@ -26,6 +29,9 @@ __all__ = [
     "pad_batch",
     "put_batched",
     "put_replicated",
+    "local_rows",
+    "local_batch",
+    "spans_processes",
     "over_batch",
     "compiled",
     "clear_compiled",
@@ -42,9 +48,21 @@ def batch_mesh(devices: Sequence | None = None) -> Mesh:
     return Mesh(np.asarray(list(devices) if devices is not None else jax.devices()), (AXIS,))
 
 
+def spans_processes(mesh: Mesh) -> bool:
+    """Whether ``mesh`` has devices of other JAX processes than this one."""
+    me = jax.process_index()
+    return any(d.process_index != me for d in mesh.devices.flat)
+
+
+def _local_device_count(mesh: Mesh) -> int:
+    me = jax.process_index()
+    return sum(1 for d in mesh.devices.flat if d.process_index == me)
+
+
 def padded_size(batch: int, mesh: Mesh) -> int:
-    """Smallest multiple of the mesh size that holds ``batch`` photos."""
-    n = mesh.devices.size
+    """Smallest multiple of this process's number of mesh devices (the mesh size in a
+    one-process run) that holds ``batch`` local photos."""
+    n = _local_device_count(mesh)
     return -(-batch // n) * n
 
 
@@ -55,14 +73,50 @@ def pad_batch(tree, batch: int, size: int):
     return jax.tree.map(lambda x: jnp.concatenate([jnp.asarray(x)] + [jnp.asarray(x)[-1:]] * (size - batch)), tree)
 
 
+def _from_local(sharding: NamedSharding, x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:  # already global (computed from global inputs)
+        return jax.device_put(x, sharding)
+    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = jax.make_array_from_process_local_data(sharding, np.asarray(jax.random.key_data(x)))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+
 def put_batched(tree, mesh: Mesh):
-    """Place every leaf split along its leading (photo) axis over the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, P(AXIS)))
+    """Place every leaf split along its leading (photo) axis over the mesh. On a mesh that spans
+    processes, ``tree`` holds this process's rows only (the same count on every process)."""
+    sharding = NamedSharding(mesh, P(AXIS))
+    if not spans_processes(mesh):
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: _from_local(sharding, x), tree)
 
 
 def put_replicated(tree, mesh: Mesh):
-    """Place every leaf whole on every device of the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    """Place every leaf whole on every device of the mesh (every process passes the same values)."""
+    sharding = NamedSharding(mesh, P())
+    if not spans_processes(mesh):
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: jax.device_put(np.asarray(x), sharding), tree)
+
+
+def local_rows(x) -> np.ndarray:
+    """This process's rows of a per-photo array (split on its leading axis) as a host array:
+    the whole array in a one-process run."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(x)
+    shards = {s.index[0].start or 0: s for s in x.addressable_shards}
+    return np.concatenate([np.asarray(shards[k].data) for k in sorted(shards)])
+
+
+def local_batch(tree, batch: int):
+    """The first ``batch`` local rows of every leaf: device slices when the arrays are this
+    process's alone, host arrays (:func:`local_rows`) when they span processes."""
+    def take(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return local_rows(x)[:batch]
+        return x[:batch]
+
+    return jax.tree.map(take, tree)
 
 
 def over_batch(fn: Callable, mesh: Mesh, batched: Sequence[bool], donate: Sequence[int] = ()) -> Callable:

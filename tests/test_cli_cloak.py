@@ -51,14 +51,15 @@ def test_apply_writes_outputs_and_goes_past_bad_photos(cloak_file, inputs, tmp_p
     err = capsys.readouterr().err
     assert code == 1
     assert "broken.jpg" in err and "wall.png" in err and "no face" in err.lower()
-    assert sorted(p.name for p in out.iterdir()) == ["me_flipped.cloaked.png", "me_flipped.report.json",
-                                                      "me_flipped.side_by_side.png"]
+    assert {"me_flipped.facecloak.png", "me_flipped.facecloak.json", "me_flipped.facecloak.side_by_side.png",
+            "job.json", "summary.json", "summary.md"} <= {p.name for p in out.iterdir()}
+    assert not any(p.name.startswith(("broken", "wall")) for p in out.iterdir())
     original = np.asarray(Image.open(inputs / "me_flipped.jpg").convert("RGB")).astype(int)
-    with Image.open(out / "me_flipped.cloaked.png") as im:
+    with Image.open(out / "me_flipped.facecloak.png") as im:
         assert not im.info.get("exif") and "icc_profile" not in im.info
         cloaked = np.asarray(im.convert("RGB")).astype(int)
     assert cloaked.shape == original.shape and 0 < np.abs(cloaked - original).max() <= 8 + 32 + 1
-    report = json.loads((out / "me_flipped.report.json").read_text())
+    report = json.loads((out / "me_flipped.facecloak.json").read_text())
     assert report["method"] == "facecloak" and report["mode"] == "faithful"
     assert report["learnt_with"]["synthetic_source"] == "augment"
     assert 0 < report["surrogate_cos_to_original"]["mobilefacenet_foamliu"] < 1

@@ -108,12 +108,16 @@ def test_evaluate_end_to_end(folders, tmp_path):
     assert j["impersonation"]["calibrated"]["0.01"]["pairs"] == 3
     ident = j["identification"]
     assert ident["gallery_identities"] == 3 and ident["after"]["probes_in_gallery"] == 3
+    fc = ident["facecloak_top_n"]  # each probe's own file is left out: one same-identity photo each (C = 1)
+    assert fc["probes"] >= 2 and set(fc) == {"probes", "psr_top1", "psr_top5"}
+    assert all(0.0 <= v <= 1.0 for r in (fc["psr_top1"], fc["psr_top5"]) for v in r.values() if v is not None)
     assert set(j["robustness"]) == {"jpeg75", "downscale0.5"} and "control" in j["robustness"]["jpeg75"]
     emb = report["distribution"]["embeddings"]
     assert "not FID" in emb["frechet_name"] and "kid" in emb and emb["n_protected"] == 2  # one has no face
 
     md = (out / "report.md").read_text()
     for text in ("## Summary", "Dodging against the photo's own original", "Impersonation", "Identification",
+                 "FaceCloak's top-n score",
                  "## Robustness", "## Image quality", "(not FID)", "stranger.protected.png"):
         assert text in md, text
     # the inputs are untouched and nothing was written next to them
@@ -142,3 +146,25 @@ def test_evaluate_with_the_real_judges(folders, tmp_path):
     for judge in ("dlib", "facenet_casia"):
         _check_psr_against_pairs(report, judge)
         assert set(report["judges"][judge]["robustness"]) == {"jpeg90", "jpeg75", "jpeg50", "downscale0.5", "blur1"}
+
+
+def test_a_built_dataset_can_be_the_originals_and_the_gallery(folders, tmp_path):
+    """`--originals identity_folder --data-dir D`: the dataset's photos are written out (bytes as stored)
+    with their identity labels, then evaluated as a folder would be."""
+    from jaxprotect import datasets
+
+    data = tmp_path / "data"
+    datasets.build("identity_folder", manual_dir=str(folders / "originals"), data_dir=str(data))
+    out = tmp_path / "report"
+    code = main(["evaluate", str(folders / "protected"), "--originals", "identity_folder", "--gallery",
+                 "identity_folder", "--data-dir", str(data), "--judges", "none", "--recogniser",
+                 "mobilefacenet_foamliu", "--robustness", "none", "--lpips", "none", "--no-plots", "-o", str(out)])
+    assert code == 0
+    written = sorted(p.name for p in (out / "originals.identity_folder").iterdir())
+    assert written == sorted(p.name for p in (folders / "originals").iterdir())
+    for name in written:
+        assert (out / "originals.identity_folder" / name).read_bytes() == (folders / "originals" / name).read_bytes()
+    report = json.loads((out / "report.json").read_text())
+    assert report["judges"]["mobilefacenet_foamliu"]["identification"]["gallery_identities"] == 3
+    assert main(["evaluate", str(folders / "protected"), "--originals", "identity_folder", "-o",
+                 str(tmp_path / "r2")]) == 2  # a dataset needs --data-dir

@@ -19,10 +19,10 @@ from jaxprotect.methods.facecloak import (
     optimise,
     preprocess,
     run,
-    scoring,
     stickers,
     synthetic,
 )
+from jaxprotect.eval import topn as scoring
 from jaxprotect.methods.facecloak.config import FaceCloakConfig
 from helpers.tiny_recogniser import tiny_surrogate
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from jaxprotect.methods.facecloak import apply as fc_apply
-from jaxprotect.methods.facecloak import highpass, optimise, preprocess, scoring, stickers
+from jaxprotect.eval import topn as scoring
+from jaxprotect.methods.facecloak import highpass, optimise, preprocess, stickers
 from jaxprotect.methods.facecloak.anchors import closest, farthest
 from jaxprotect.methods.facecloak.config import FaceCloakConfig
 from jaxprotect.recognition import from_network

@@ -5,10 +5,12 @@
 file: the mask, the stickers, the high-pass part, the probe's high-pass filter and sticker boxes,
 and the settings (JSON), read back with ``allow_pickle=False``.
 
-``jaxprotect cloak apply NAME.cloak.npz PHOTOS... -o OUT/`` adds it to each photo's largest face
-(no optimisation per photo) and writes ``<stem>.cloaked.png`` (no metadata), ``<stem>.side_by_side.png``
-(original | cloaked) and ``<stem>.report.json``. A photo that cannot be read or shows no face gets a
-message and nothing written; the others go on and the exit status is 1 at the end.
+``jaxprotect cloak apply NAME.cloak.npz INPUTS... -o OUT/`` adds it to each photo's largest face
+(no optimisation per photo) as a job (:mod:`jaxprotect.jobs`) and writes what every method writes:
+``<stem>.facecloak.png`` (no metadata), ``<stem>.facecloak.side_by_side.png`` (original | cloaked)
+and ``<stem>.facecloak.json``, plus the job's ``job.json`` and ``summary.json/.md``. A photo that
+cannot be read or shows no face gets a message and nothing written; the others go on and the exit
+status is 1 at the end.
 
 This module only parses arguments; the method is :mod:`jaxprotect.methods.facecloak.run`.
 """
@@ -66,6 +68,7 @@ def _apply_arguments(p):
                    help="write the code's own output: the photo resized anisotropically so the face is 112 px")
     p.add_argument("--surrogates", default=None,
                    help="recognisers for the report's similarities (default: the cloak's own, when shipped)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def add_arguments(parser):
@@ -78,20 +81,15 @@ def add_arguments(parser):
 
 def parse_surrogates(spec: str):
     """``(surrogates, params)`` for ``"name,name=checkpoint,..."`` (registry names, optional checkpoints)."""
-    from jaxprotect.recognition import from_network
-    from jaxprotect.registry import load_network
+    from jaxprotect.methods.facecloak.runners import load_recognisers
 
     entries = [e.strip() for e in spec.split(",") if e.strip()]
     if not entries:
         raise SystemExit("error: --surrogates is empty")
-    nets = []
-    for e in entries:
-        name, _, checkpoint = e.partition("=")
-        try:
-            nets.append(load_network(name.strip(), checkpoint.strip() or None))
-        except (ValueError, FileNotFoundError) as error:
-            raise SystemExit(f"error: surrogate {e!r}: {error}") from None
-    return tuple(from_network(n) for n in nets), tuple(n.params for n in nets)
+    try:
+        return load_recognisers(entries)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: --surrogates {spec!r}: {error}") from None
 
 
 def _config(args):
@@ -194,113 +192,43 @@ def run_learn(args) -> int:
     return 0
 
 
-def _report_surrogates(args, cloak):
+def _report_recognisers(args, cloak):
+    """The recognisers whose similarities the reports give: --surrogates, else the cloak's own when they
+    need no checkpoint."""
+    from jaxprotect.methods.facecloak.runners import load_recognisers
+
     if args.surrogates:
         return parse_surrogates(args.surrogates)
-    from jaxprotect.registry import load_network
-
     try:
-        nets = [load_network(n) for n in cloak.meta.get("surrogates", [])]
+        return load_recognisers(cloak.meta.get("surrogates", []))
     except (ValueError, FileNotFoundError):
         return (), ()  # a surrogate that needs a checkpoint: no similarities unless --surrogates names it
-    from jaxprotect.recognition import from_network
-
-    return tuple(from_network(n) for n in nets), tuple(n.params for n in nets)
-
-
-def _similarities(surrogates, params, before, after) -> dict:
-    import numpy as np
-
-    from jaxprotect.methods.facecloak.optimise import crop_embeddings
-
-    out = {}
-    for s, p in zip(surrogates, params):
-        e = np.asarray(crop_embeddings(s, p, np.stack([before, after]).astype(np.float32)), np.float64)
-        out[s.name] = float(e[0] @ e[1] / (np.linalg.norm(e[0]) * np.linalg.norm(e[1])))
-    return out
 
 
 def run_apply(args) -> int:
-    import time
-
-    from jaxprotect.io.naming import output_stems, write_json
-    from jaxprotect.io.side_by_side import side_by_side
-    from jaxprotect.io import read_photo, run_batch, write_photo
-    from jaxprotect.methods.facecloak.preprocess import face_crop, preprocess_photo
-    from jaxprotect.methods.facecloak.run import apply_cloak, load_cloak
-    from jaxprotect.methods.pixel.protector import image_quality
+    from jaxprotect.methods.driver import run_protection
+    from jaxprotect.methods.facecloak.run import load_cloak
+    from jaxprotect.methods.facecloak.runners import CloakApplyRunner
     from jaxprotect.registry import load_network
 
     try:
         cloak = load_cloak(args.cloak)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    detector = load_network("mtcnn")
-    surrogates, params = _report_surrogates(args, cloak)
-    photos, errors = {}, {}
-    for path in args.photos:  # read first: the cloak is then applied to all faces in one call
-        try:
-            photos[path] = read_photo(path)
-        except Exception as error:  # noqa: BLE001 - reported in order by run_batch below
-            errors[path] = error
-    start = time.perf_counter()
-    names = list(photos)
-    applied = dict(zip(names, apply_cloak(cloak, [photos[n] for n in names], detector,
-                                          output="resized" if args.resized else "original", paths=names)))
-    seconds = (time.perf_counter() - start) / max(len(names), 1)
-    stems = output_stems(args.photos)
-    config = cloak.config
-    protected_inputs = list(args.photos) + [args.cloak]
-
-    def one(path):
-        if path in errors:
-            raise errors[path]
-        result = applied[path]
-        if isinstance(result, Exception):
-            raise result
-        if args.resized:  # compare like with like: the code's own resized photo before the cloak
-            original = result.resized_base
-            before, after = face_crop(original, result.resized_box), face_crop(result.image, result.resized_box)
-        else:
-            original = photos[path]
-            before = preprocess_photo(original, None, config.crop_size, box=result.original_box).crop
-            after = preprocess_photo(result.image, None, config.crop_size, box=result.original_box).crop
-        stem = stems[path]
-        cloaked = out_dir / f"{stem}.cloaked.{args.output_format}"
-        pair = out_dir / f"{stem}.side_by_side.png"
-        report_path = out_dir / f"{stem}.report.json"
-        write_photo(cloaked, result.image, inputs=protected_inputs)
-        write_photo(pair, side_by_side([original, result.image], ["original", f"cloaked (facecloak, {config.mode})"]),
-                    inputs=protected_inputs)
-        report = {
-            "input": os.fspath(path),
-            "outputs": {"cloaked": os.fspath(cloaked), "side_by_side": os.fspath(pair), "report": os.fspath(report_path)},
-            "method": "facecloak",
-            "cloak_file": os.fspath(args.cloak),
-            "mode": config.mode,
-            "settings": config.to_dict(),
-            "learnt_with": {k: cloak.meta.get(k) for k in ("surrogates", "synthetic", "synthetic_source", "images",
-                                                          "seed", "anchors")},
-            "output": "resized (the code's own output)" if args.resized else "original resolution",
-            "face_box": [float(v) for v in result.original_box],
-            "resize_scale": [float(v) for v in result.scale],
-            "surrogate_cos_to_original": _similarities(surrogates, params, before, after),
-            "photo_quality": image_quality(original, result.image),
-            "seconds_per_photo": round(seconds, 3),
-        }
-        write_json(report_path, report)
-        q = report["photo_quality"]
-        sims = ", ".join(f"{k} {v:.3f}" for k, v in report["surrogate_cos_to_original"].items())
-        print(f"{path}: cloaked ({config.mode}); surrogate cos to original {sims or 'n/a'}; PSNR {q['psnr']:.2f} dB, "
-              f"SSIM {q['ssim']:.4f} -> {cloaked}", flush=True)
-        return report
-
-    return run_batch(args.photos, one).exit_code
+    recognisers, params = _report_recognisers(args, cloak)
+    runner = CloakApplyRunner(cloak, args.cloak, load_network("mtcnn"), recognisers, params,
+                              output="resized" if args.resized else "original")
+    try:
+        result = run_protection(args.photos, runner, args.output_dir, image_format=args.output_format,
+                                show_progress=not args.no_progress)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return result.exit_code
 
 
 def run(args) -> int:
+    """``cloak learn`` or ``cloak apply``; returns the exit status."""
     if args.cloak_command == "learn":
         return run_learn(args)
     return run_apply(args)

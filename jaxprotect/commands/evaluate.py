@@ -14,9 +14,14 @@ def add_arguments(parser):
     from jaxprotect.eval.robustness import DEFAULT_TRANSFORMS, TRANSFORMS
 
     parser.add_argument("protected_dir", help="folder of protected photos (any tool's output)")
-    parser.add_argument("--originals", required=True, help="folder of the unprotected originals (also the calibration set)")
+    parser.add_argument("--originals", required=True,
+                        help="folder of the unprotected originals (also the calibration set), or a built dataset's "
+                             "name (e.g. identity_folder, lfw/images) with --data-dir")
     parser.add_argument("--targets", default=None, help="folder of impersonation targets (one photo: the target of every photo)")
-    parser.add_argument("--gallery", default=None, help="identification gallery: photos named <identity>_<n> (or see --identities)")
+    parser.add_argument("--gallery", default=None,
+                        help="identification gallery: photos named <identity>_<n> (or see --identities), or a built "
+                             "dataset's name with --data-dir")
+    parser.add_argument("--data-dir", default=None, help="where the datasets named by --originals/--gallery were built")
     parser.add_argument("-o", "--output-dir", required=True, help="where report.md, report.json and the plots go")
     parser.add_argument("--mapping", default=None,
                         help="CSV (header protected,original[,target]) or JSON pairing file; its rows override the name rule")
@@ -53,9 +58,31 @@ def _recognisers(items):
     return tuple(out)
 
 
+def _datasets(args) -> None:
+    """Replace dataset names in --originals/--gallery by folders of their photos under the report folder."""
+    from jaxprotect.eval.dataset_inputs import is_dataset, materialise
+
+    for attr in ("originals", "gallery"):
+        name = getattr(args, attr)
+        if name is None or not is_dataset(name):
+            continue
+        if args.data_dir is None:
+            raise ValueError(f"--{attr} {name} is a dataset: give --data-dir where it was built")
+        folder, identities = materialise(name, args.data_dir, Path(args.output_dir) / f"{attr}.{name.replace('/', '_')}")
+        setattr(args, attr, str(folder))
+        if identities is not None and args.identities is None:
+            args.identities = str(identities)
+
+
 def run(args) -> int:
+    from jaxprotect.datasets import DatasetError
     from jaxprotect.eval import EvaluateConfig, Evaluator
 
+    try:
+        _datasets(args)
+    except (ValueError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for flag, folder in (("PROTECTED_DIR", args.protected_dir), ("--originals", args.originals),
                          ("--targets", args.targets), ("--gallery", args.gallery)):
         if folder is not None and not Path(folder).is_dir():

@@ -1,9 +1,15 @@
-"""``jaxprotect protect --method M PHOTOS... -o OUT/``: protect the faces in whole photos.
+"""``jaxprotect protect --method M INPUTS... -o OUT/``: protect the faces in whole photos, as a job.
 
-This module only turns arguments into a method's settings and calls the library
-(:func:`jaxprotect.methods.driver.run_protection` with the method's runner). Flags shared by
-every method live here; each method family adds its own option group, and a family's option given
-with another family's method is refused, naming the flag and the method.
+INPUTS are photo files, folders (``--recursive`` descends), quoted globs, and/or a built dataset
+(``--dataset photo_folder --data-dir DIR``). ``OUT/`` is a resumable job
+(:mod:`jaxprotect.jobs`): the same command run again skips the photos already done, Ctrl-C or
+SIGTERM stops at a safe point, and ``--coordinator``/``--num-processes``/``--process-id`` (or
+``--distributed`` on TPU pods, Slurm, Open MPI) spread it over many hosts.
+
+This module only turns arguments into a method's settings and job options and calls the library
+(:func:`jaxprotect.jobs.run_job` with the method's runner). Flags shared by every method live
+here; each method family adds its own option group, and a family's option given with another
+family's method is refused, naming the flag and the method.
 """
 from __future__ import annotations
 
@@ -40,8 +46,17 @@ _GROUPS: dict = {}
 
 
 def add_arguments(parser):
-    parser.add_argument("photos", nargs="+", help="input photos (JPEG, PNG, WebP); never modified")
-    parser.add_argument("-o", "--output-dir", required=True, help="folder for protected photos and reports")
+    parser.add_argument("photos", nargs="*", metavar="INPUTS",
+                        help="photos (JPEG, PNG, WebP, ...), folders of photos, or quoted globs ('shoot/**/*.jpg'); "
+                             "never modified")
+    parser.add_argument("-o", "--output-dir", required=True,
+                        help="the job folder: protected photos, reports, job.json, summary.json/.md; run the same "
+                             "command again to continue an interrupted job")
+    parser.add_argument("--recursive", action="store_true", help="also read the sub-folders of input folders")
+    parser.add_argument("--dataset", help="a dataset built with jaxprotect.datasets.build (e.g. photo_folder), read "
+                                          "from --data-dir")
+    parser.add_argument("--data-dir", help="where --dataset was built")
+    parser.add_argument("--overwrite", action="store_true", help="redo the photos this job has already done")
     parser.add_argument("--method", choices=METHODS, default="fullres",
                         help="fullres (default): every face perturbed at the photo's own resolution inside a "
                              "feathered face mask, an ensemble of every real recogniser installed, a perceptual "
@@ -63,7 +78,16 @@ def add_arguments(parser):
                       help="pull towards the identity of --target (clip2protect's default)")
     parser.add_argument("--output-format", choices=("png", "webp", "jpg"), default="png",
                         help="protected photo format (png, lossless; jpg at quality 95 weakens the protection)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (same as --progress none)")
+    parser.add_argument("--progress", choices=("bar", "json", "none"), default=None,
+                        help="bar (default): photos done / total with an estimate, and the current steps; json: one "
+                             "JSON object per line (for pod logs); none: messages only")
+    dist = parser.add_argument_group("many hosts (the same command on every host; OUT/ on storage they all see)")
+    dist.add_argument("--distributed", action="store_true",
+                      help="connect the processes from the environment (TPU pod, Slurm, Open MPI)")
+    dist.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, anywhere else")
+    dist.add_argument("--num-processes", type=int, help="how many processes run the job (with --coordinator)")
+    dist.add_argument("--process-id", type=int, help="this process's index, 0..N-1 (with --coordinator)")
 
     px = _Options(parser, "pixel methods (fullres, tipim, pgd, mifgsm, tidim)", PIXEL_METHODS)
     px.add("--strength", choices=("subtle", "balanced", "strong"), default="balanced",
@@ -130,6 +154,12 @@ def add_arguments(parser):
                                   "facenet, mobileface")
     c2p.add("--weights-dir", help="folder of `jaxprotect convert` caches named <kind>.npz or <kind>.safetensors "
                                   "(default: $JAXPROTECT_WEIGHTS or ~/.cache/jaxprotect)")
+    c2p.add("--checkpoint-every", type=int, default=None,
+            help="save a batch's search state every N steps, so a stopped job resumes near where it was (default "
+                 "10; 0: only when stopping)")
+    c2p.add("--checkpoint-every-finetune", type=int, default=None,
+            help="save a batch's fine-tuning state (generator + Adam) every N steps (default 25; 0: only at the end "
+                 "of the stage and when stopping)")
     _GROUPS.update(pixel=px, clip2protect=c2p)
 
 
@@ -237,16 +267,36 @@ def clip2protect_settings(args):
     return settings, missing
 
 
+def job_options(args):
+    """:class:`~jaxprotect.jobs.JobOptions` from the arguments."""
+    from jaxprotect.jobs import DEFAULT_CHECKPOINT_EVERY, JobOptions
+
+    g = _GROUPS["clip2protect"].get
+    every = dict(DEFAULT_CHECKPOINT_EVERY)
+    for stage, dest in (("search", "checkpoint_every"), ("fine-tune", "checkpoint_every_finetune")):
+        if g(args, dest) is not None:
+            if g(args, dest) < 0:
+                raise ValueError(f"--{dest.replace('_', '-')} must be >= 0")
+            every[stage] = g(args, dest)
+    progress = args.progress or ("none" if args.no_progress else "bar")
+    return JobOptions(seed=args.seed, image_format=args.output_format, overwrite=args.overwrite, progress=progress,
+                      checkpoint_every=every)
+
+
 def run(args) -> int:
-    """Protect ``args.photos``; 0 when every photo succeeded, 1 if some failed, 2 on a usage or setup error."""
+    """Protect the inputs as a job; 0 when every photo succeeded, 1 if some failed, 2 on a usage or setup
+    error, 130/143 when Ctrl-C/SIGTERM stopped it (run the same command again to continue)."""
     from jaxprotect.io import PhotoError
-    from jaxprotect.methods.driver import prepare_output_dir, run_protection
+    from jaxprotect.jobs import InputError, JobError, exit_now, initialize, prepare_output_dir, resolve_inputs, run_job
 
     problem = check_flags(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
+        info = initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
+        options = job_options(args)
+        inputs = resolve_inputs(args.photos, recursive=args.recursive, dataset=args.dataset, data_dir=args.data_dir)
         prepare_output_dir(args.output_dir)
         if args.method == "clip2protect":
             settings, missing = clip2protect_settings(args)
@@ -259,9 +309,18 @@ def run(args) -> int:
             settings = pixel_settings(args)
             from jaxprotect.methods.pixel.run import build_runner
         runner = build_runner(settings)
-    except (ValueError, PhotoError) as e:
+    except (ValueError, PhotoError) as e:  # InputError and JobError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report = run_protection(args.photos, runner, args.output_dir, seed=args.seed, image_format=args.output_format,
-                            show_progress=not args.no_progress)
-    return report.exit_code
+    try:
+        result = run_job(inputs, runner, args.output_dir, options=options, info=info)
+    except (JobError, InputError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if result.leave_now:  # some process stopped early: jax.distributed's shutdown would wait for it, then abort
+        if info.primary:
+            import time
+
+            time.sleep(0.5)  # process 0 hosts the coordination service: leave after the others
+        exit_now(result.exit_code)
+    return result.exit_code

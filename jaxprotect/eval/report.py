@@ -153,6 +153,20 @@ def render_markdown(report: dict) -> str:
                   "(identities ranked by their best photo); targeted = the target identity is among them.", "",
                   "| judge | k | identified before | untargeted success after | targeted success before -> after "
                   "| probes in gallery |", "| --- | --- | --- | --- | --- | --- |", *id_rows, ""]
+    fc_rows = []
+    for name, j in judges.items():
+        fc = (j["identification"] or {}).get("facecloak_top_n")
+        if not fc or not fc["probes"]:
+            continue
+        for k in cfg["ranks"]:
+            r = fc[f"psr_top{k}"]
+            fc_rows.append(f"| {name} | top-{k} | {_fmt(r['before'])} | {_fmt(r['after'])} | {fc['probes']} |")
+    if fc_rows:
+        lines += ["### FaceCloak's top-n score", "",
+                  "FaceCloak's protocol (`jaxprotect.eval.topn`): the gallery's n + C - 1 closest photos are walked "
+                  "in order, each same-identity photo adds 1/C (C = that identity's gallery photos), the walk stops at "
+                  "the n-th other identity; PSR = 1 - mean score.", "",
+                  "| judge | n | PSR before | PSR after | probes |", "| --- | --- | --- | --- | --- |", *fc_rows, ""]
 
     rob_rows = []
     far = summary["headline_far"]

@@ -31,6 +31,7 @@ import numpy as np
 from jaxprotect.eval.config import EvaluateConfig
 from jaxprotect.eval.distribution import feature_statistics, frechet_distance, kid
 from jaxprotect.eval.identification import identification_rates, rank_identities
+from jaxprotect.eval.topn import identification_score, protection_success_rate
 from jaxprotect.eval.judges import EvalJudge, largest_face, load_eval_judges, pairwise_scores
 from jaxprotect.eval.pairing import NAME_RULE, identity_of, list_photos, pair_protected, read_identities
 from jaxprotect.eval.quality import photo_quality
@@ -315,21 +316,32 @@ class Evaluator:
         g_ids = [u.identity for u in gallery]
         g_keys = [str(u.path.resolve()) for u in gallery]
         rank_after, rank_before, true_ids, target_ids = [], [], [], []
+        topn = {"before": {n: [] for n in ks}, "after": {n: [] for n in ks}}
         for k, (p, o, t) in enumerate(pairs):
             o_key = str(Path(o).resolve())
             keep = [i for i, g in enumerate(g_keys) if g != o_key]
             ids = [g_ids[i] for i in keep]
             e_o = _nan_rows([self._file_embedding(judge, o)])
-            rank_after.append(rank_identities(pairwise_scores(prot_emb[k], g_emb[keep], judge.metric)[0], ids,
-                                              judge.higher_is_closer))
-            rank_before.append(rank_identities(pairwise_scores(e_o, g_emb[keep], judge.metric)[0], ids,
-                                               judge.higher_is_closer))
+            after = pairwise_scores(prot_emb[k], g_emb[keep], judge.metric)[0]
+            before = pairwise_scores(e_o, g_emb[keep], judge.metric)[0]
+            rank_after.append(rank_identities(after, ids, judge.higher_is_closer))
+            rank_before.append(rank_identities(before, ids, judge.higher_is_closer))
             true_ids.append(identity.get(o_key))
             target_ids.append(None if t is None else identity.get(str(Path(t).resolve())))
+            comparisons = sum(1 for i in ids if i == true_ids[-1])
+            if comparisons and np.all(np.isfinite(after)) and np.all(np.isfinite(before)):
+                for when, scores in (("before", before), ("after", after)):
+                    for n in ks:
+                        topn[when][n].append(identification_score(scores, ids, true_ids[-1], n, comparisons,
+                                                                  higher_is_closer=judge.higher_is_closer))
         has_targets = any(t is not None for t in target_ids)
+        facecloak = {"probes": len(topn["after"][ks[0]]) if ks else 0,
+                     **{f"psr_top{n}": {w: (protection_success_rate(topn[w][n]) if topn[w][n] else None)
+                                        for w in ("before", "after")} for n in ks}}
         return {"gallery_photos": len(gallery), "gallery_identities": len(set(g_ids)),
                 "before": identification_rates(rank_before, true_ids, target_ids if has_targets else None, ks, g_ids),
-                "after": identification_rates(rank_after, true_ids, target_ids if has_targets else None, ks, g_ids)}
+                "after": identification_rates(rank_after, true_ids, target_ids if has_targets else None, ks, g_ids),
+                "facecloak_top_n": facecloak}
 
     def _robustness(self, judge, pairs, pool, pool_emb, index, identity, calibrated, clean_sets) -> dict:
         cfg = self.config

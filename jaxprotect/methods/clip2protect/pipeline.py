@@ -7,6 +7,12 @@ over the devices; on one device the mesh has one entry. Each photo's randomness 
 its own key (noise maps: ``fold_in(key, 0)``; the RandomPerspective of step i:
 :func:`search.step_perspective` of ``fold_in(key, 1)``), so a photo gets the same result alone or
 in any batch, and every draw can be passed in instead (``noise=``, ``perspective=``).
+
+The stage loops can hand their state out after every step (``on_step``: what a job saves as a
+checkpoint) and start from such a state (``resume``): a batch resumed at step k ends exactly as
+an uninterrupted one. A mesh may span JAX processes: each process then passes its own photos
+(the same number on every process) and gets its own photos' results back
+(:mod:`jaxprotect.runtime`).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import numpy as np
 
 from jaxprotect.methods.clip2protect.config import Clip2ProtectConfig, ExecutionConfig, FinetuneConfig, SearchConfig
 from jaxprotect.methods.clip2protect.finetune import (
+    FinetuneState,
     FinetuneTarget,
     broadcast_params,
     draw_noise,
@@ -42,7 +49,17 @@ from jaxprotect.methods.clip2protect.search import (
     step_perspective,
 )
 from jaxprotect.recognition import Recogniser
-from jaxprotect.runtime import batch_mesh, compiled, over_batch, pad_batch, padded_size, put_batched, put_replicated
+from jaxprotect.runtime import (
+    batch_mesh,
+    compiled,
+    local_batch,
+    local_rows,
+    over_batch,
+    pad_batch,
+    padded_size,
+    put_batched,
+    put_replicated,
+)
 
 __all__ = ["Networks", "face_embeddings", "fr_matrices", "draw_photo_noise", "draw_perspectives", "search_setup",
            "protect_batch", "finetune_batch", "batching_mode"]
@@ -179,18 +196,30 @@ def _search_fns(models, cfg: SearchConfig, ex: ExecutionConfig, per_photo, mesh)
     )
 
 
+def _check_resumable(resume, on_step, b, mode):
+    if (resume is not None or on_step is not None) and b > 1 and mode == "loop":
+        raise ValueError("resume/on_step need photos that step together: run one photo at a time in 'loop' batching")
+
+
 def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, mesh=None, progress=None,
-                   carry=None):
+                   carry=None, resume=None, on_step=None):
     """Stage 1 for B photos. Returns (per-photo params [B, ...], losses [B, steps], carry).
 
     Default: each photo tunes its own copy of ``nets.g_params`` (batched over the mesh, or one
     photo after the other with :func:`batching_mode` "loop").
+    ``on_step(stage, step, total, snapshot)`` is called after every step (``stage`` "fine-tune",
+    ``step`` steps done); ``snapshot()`` returns host arrays {"params", "opt_state" (the
+    leaves of the params and of their Adam state, each [B, ...], in ``jax.tree.leaves`` order),
+    "losses" [B, step]}. ``resume``: such a snapshot plus "step", to continue from (not with
+    ``sequential_generator``, nor "loop" with B > 1).
     ``cfg.finetune.sequential_generator``: photos one by one in order, each starting from the
     generator and Adam state left by the previous one (``carry``, None = pretrained weights, fresh
     Adam); the returned carry continues the chain into the next batch.
     """
     ft, ex = cfg.finetune, cfg.execution
     b = w0.shape[0]
+    if ft.sequential_generator and (resume is not None or on_step is not None):
+        raise ValueError("resume/on_step are not available with sequential_generator (the photos depend on each other)")
     real = _finetune_real(nets, real)
     if ft.sequential_generator:
         one = batch_mesh(jax.devices()[:1])
@@ -211,6 +240,7 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
         stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *params)
         return stacked, np.asarray(curves, np.float32).reshape(b, ft.steps), state
     mesh = mesh or batch_mesh(jax.devices()[:1])
+    _check_resumable(resume, on_step, b, batching_mode(ex, mesh))
     if b > 1 and batching_mode(ex, mesh) == "loop":
         parts = []
         for i in range(b):
@@ -224,16 +254,32 @@ def finetune_batch(nets: Networks, w0, noise, real, cfg: Clip2ProtectConfig, *, 
         return params, np.concatenate([p[1] for p in parts]), None
     size = padded_size(b, mesh)
     fn = _finetune_fn(nets.synthesis, nets.lpips_apply, ft, ex, mesh)
-    state = init_finetune(broadcast_params(nets.g_params, size), ft)
+    start, losses = 0, []
+    if resume is not None and resume.get("params") is None:  # stand-in photos joining at step t: fresh state
+        start = int(resume["step"])
+        losses = [np.zeros(b, np.float32)] * start
+        state = init_finetune(broadcast_params(nets.g_params, size), ft)
+    elif resume is not None:
+        start = int(resume["step"])
+        params = unflatten_like(nets.g_params, resume["params"], batched=True)
+        opt_template = jax.eval_shape(lambda: init_finetune(broadcast_params(nets.g_params, b), ft).opt_state)
+        state = pad_batch(FinetuneState(params, unflatten_like(opt_template, resume["opt_state"])), b, size)
+        losses = list(np.asarray(resume["losses"], np.float32).T[:start])
+    else:
+        state = init_finetune(broadcast_params(nets.g_params, size), ft)
     state = put_batched(state, mesh)
     w_, noise_, real_ = put_batched(pad_batch((w0, list(noise), real), b, size), mesh)
     lp = put_replicated(nets.lpips_params, mesh)
-    losses = []
-    for t in range(ft.steps):
+    for t in range(start, ft.steps):
         state, loss = compiled(fn, state, w_, noise_, real_, lp)(state, w_, noise_, real_, lp)
-        losses.append(np.asarray(loss)[:b])
+        losses.append(local_rows(loss)[:b])
+        if on_step is not None:
+            on_step("fine-tune", t + 1, ft.steps,
+                    lambda: {"params": jax.tree.leaves(_host_rows(state.params, b)),
+                             "opt_state": jax.tree.leaves(_host_rows(state.opt_state, b)),
+                             "losses": np.stack(losses, axis=1)})
         _tick(progress, "fine-tune", t + 1, ft.steps)
-    params = jax.tree.map(lambda p: p[:b], state.params)
+    params = local_batch(state.params, b)
     return params, np.stack(losses, axis=1) if losses else np.zeros((b, 0), np.float32), None
 
 
@@ -244,12 +290,34 @@ def _finetune_real(nets: Networks, real):
     return finetune_target(real, nets.lpips_features, nets.lpips_params)
 
 
+def unflatten_like(template, leaves, batched: bool = False):
+    """``leaves`` (a list of arrays in ``jax.tree.leaves`` order, or a tree with such leaves) put
+    back into ``template``'s structure; each leaf must have its template's shape, after a
+    leading photo axis when ``batched`` and the template has none (``ValueError`` otherwise)."""
+    given = [np.asarray(x) for x in jax.tree.leaves(leaves)]
+    want, treedef = jax.tree.flatten(template)
+    if len(given) != len(want):
+        raise ValueError(f"a saved state has {len(given)} arrays where {len(want)} are expected")
+    for g, w in zip(given, want):
+        shape = tuple(g.shape[1:]) if batched else tuple(g.shape)
+        if shape != tuple(w.shape):
+            raise ValueError(f"a saved state array has shape {g.shape}, expected {w.shape}"
+                             + (" after the photo axis" if batched else ""))
+    return jax.tree.unflatten(treedef, given)
+
+
+def _host_rows(tree, b: int):
+    """This process's first ``b`` rows of every leaf, as host arrays (a copy: the state's device
+    buffers are donated to the next step)."""
+    return jax.tree.map(lambda x: np.array(local_rows(x)[:b]), tree)
+
+
 def _final_noise(state, noise, synthesis, cfg: SearchConfig, b) -> list:
     """All noise maps after the search: the optimised ones from the state, the others as drawn."""
     opt_idx, _ = noise_split(synthesis, cfg)
     out = [np.asarray(n)[:b] for n in noise]
     for j, i in enumerate(opt_idx):
-        out[i] = np.asarray(state.noise_opt[j])[:b]
+        out[i] = local_rows(state.noise_opt[j])[:b]
     return out
 
 
@@ -278,6 +346,8 @@ def protect_batch(
     mesh=None,
     progress: Callable | None = None,
     finetune_carry=None,
+    resume: dict | None = None,
+    on_step: Callable | None = None,
 ) -> dict:
     """Protect B aligned photos.
 
@@ -290,6 +360,16 @@ def protect_batch(
     ``perspective`` the CLIP views' RandomPerspective coefficients [steps, B, num_aug, 8]
     (:func:`draw_perspectives`). ``mesh``: a :func:`jaxprotect.runtime.batch_mesh` (default: the
     first device). ``progress(stage, done, total)`` is called after every step.
+
+    Checkpoints: ``on_step(stage, step, total, snapshot)`` is called after every step of either
+    stage (``stage`` "fine-tune" or "search"; see :func:`finetune_batch` for the former's
+    snapshot; the search's is {"state": :class:`~search.SearchState` leaves [B, ...], "curves":
+    {"loss", "l2", "adv", "clip": [B, step], "sim": {name: [B, step]}}}). ``resume`` continues from
+    such snapshots: {"stage": "fine-tune", "step": t, "finetune": snapshot} or {"stage": "search",
+    "step": i, "finetune": {"params", "losses"} (the tuned generator, when stage 1 runs),
+    "search": snapshot}; a snapshot of None starts that stage's state afresh at that step (stand-in
+    photos that keep a batch spanning processes in step). Photos that step together only: not
+    with ``sequential_generator`` nor, for B > 1, "loop" batching.
 
     Returns a dict of host arrays: ``protected`` [B, S, S, 3] in [0, 1] (the result),
     ``reconstruction`` [B, S, S, 3] (G(w0) after tuning), ``w0``, ``w`` [B, L, 512] (final
@@ -315,18 +395,33 @@ def protect_batch(
     if perspective.shape[:2] != (cfg.search.steps, b):
         raise ValueError(f"perspective must be [steps={cfg.search.steps}, B={b}, num_aug, 8], got {perspective.shape}")
     mesh = mesh or batch_mesh(jax.devices()[:1])
+    stage = None if resume is None else resume["stage"]
+    if stage not in (None, "fine-tune", "search"):
+        raise ValueError(f"resume stage must be 'fine-tune' or 'search', got {stage!r}")
 
     if not cfg.finetune.runs:
         g_params, per_photo, ft_losses, carry = nets.g_params, False, np.zeros((b, 0), np.float32), finetune_carry
+    elif stage == "search":
+        tuned = resume.get("finetune")
+        if tuned is None:  # stand-in photos: the pretrained generator
+            g_params = broadcast_params(nets.g_params, b)
+            ft_losses = np.zeros((b, cfg.finetune.steps), np.float32)
+        else:
+            g_params = unflatten_like(nets.g_params, tuned["params"], batched=True)
+            ft_losses = np.asarray(tuned["losses"], np.float32)
+        carry, per_photo = None, True
     else:
         real = _real_images(photos_uint8, cfg.finetune)
+        ft_resume = dict(resume.get("finetune") or {}, step=resume["step"]) if stage == "fine-tune" else None
         g_params, ft_losses, carry = finetune_batch(nets, w0, noise, real, cfg, mesh=mesh, progress=progress,
-                                                    carry=finetune_carry)
+                                                    carry=finetune_carry, resume=ft_resume, on_step=on_step)
         per_photo = True
+    search_resume = (int(resume["step"]), resume.get("search")) if stage == "search" else None
 
     args = (photos_uint8, np.asarray(boxes), keys, {k: jnp.asarray(v) for k, v in target_emb.items()},
             jnp.asarray(eval_emb), w0, noise, g_params, jnp.swapaxes(perspective, 0, 1))
-    if per_photo and batching_mode(cfg.execution, mesh) == "loop":
+    _check_resumable(resume, on_step, b, batching_mode(cfg.execution, mesh) if per_photo else "vmap")
+    if per_photo and batching_mode(cfg.execution, mesh) == "loop" and b > 1:
         one = batch_mesh(jax.devices()[:1])
         parts = []
         for i in range(b):
@@ -335,7 +430,9 @@ def protect_batch(
             parts.append(_search(nets, cfg, *part, per_photo, one, progress, (i, b)))
         result = _concat(parts)
     else:
-        result = _search(nets, cfg, *args, per_photo, mesh, progress, (0, 1))
+        if per_photo and batching_mode(cfg.execution, mesh) == "loop":
+            mesh = batch_mesh(jax.devices()[:1])
+        result = _search(nets, cfg, *args, per_photo, mesh, progress, (0, 1), search_resume, on_step)
     result.update(w0=np.asarray(w0), finetune_loss=ft_losses, finetune_carry=carry)
     return result
 
@@ -378,9 +475,9 @@ def search_setup(nets: Networks, photos_uint8, boxes, keys, target_emb: dict, ev
 
 
 def _search(nets, cfg: Clip2ProtectConfig, photos_uint8, boxes, keys, target_emb, eval_emb, w0, noise, g_params,
-            perspective, per_photo, mesh, progress, part):
+            perspective, per_photo, mesh, progress, part, resume=None, on_step=None):
     """Stage 2 for a batch whose photos run together (see :func:`protect_batch`); ``perspective``
-    is photo-major here: [B, steps, num_aug, 8]."""
+    is photo-major here: [B, steps, num_aug, 8]; ``resume`` (step, search snapshot)."""
     sc, ex = cfg.search, cfg.execution
     b = photos_uint8.shape[0]
     size = padded_size(b, mesh)
@@ -390,7 +487,8 @@ def _search(nets, cfg: Clip2ProtectConfig, photos_uint8, boxes, keys, target_emb
     src_fn, step_fn, eval_fn = _search_fns(models, sc, ex, per_photo, mesh)
 
     g_in = put_batched(pad_batch(g_params, b, size), mesh) if per_photo else put_replicated(g_params, mesh)
-    w0_p, noise_p, persp_p = put_batched(pad_batch((w0, list(noise), perspective), b, size), mesh)
+    w0_l, noise_l, persp_l = pad_batch((w0, list(noise), perspective), b, size)
+    w0_p, noise_p, persp_p = put_batched((w0_l, noise_l, persp_l), mesh)
     shared = put_replicated(nets.shared(), mesh)
     src_args = (g_in, w0_p, noise_p, shared["clip"])
     source01, source_feat = compiled(src_fn, *src_args)(*src_args)
@@ -398,29 +496,55 @@ def _search(nets, cfg: Clip2ProtectConfig, photos_uint8, boxes, keys, target_emb
                           eval_emb=eval_emb, **const)
     inputs = inputs._replace(**{f: put_batched(pad_batch(getattr(inputs, f), b, size), mesh)
                                 for f in ("rows", "cols", "target_emb", "source_emb", "eval_emb", "key")})
-    state = put_batched(init_state(inputs, nets.synthesis, sc), mesh)
-
     n_updates = sc.updates
     done, parts = part[0] * sc.steps, part[1]
-    curves = []
-    for i in range(n_updates):
+    curves, start = [], 0
+
+    def fresh_state(rows: int):  # from this process's photos (only w0 and the noise maps are read)
+        local = SearchInputs(w0_l[:rows], tuple(n[:rows] for n in noise_l), *([None] * 7))
+        return init_state(local, nets.synthesis, sc)
+
+    if resume is not None and resume[1] is None:  # stand-in photos joining at step i: fresh state
+        start = resume[0]
+        state = put_batched(fresh_state(size), mesh)
+        zero = np.zeros(b, np.float32)
+        curves = [{"loss": zero, "l2": zero, "adv": zero, "clip": zero, "sim": {n: zero for n in sc.surrogates}}
+                  for _ in range(start)]
+    elif resume is None:
+        state = put_batched(fresh_state(size), mesh)
+    else:
+        start, snap = resume
+        template = jax.eval_shape(lambda: fresh_state(b))
+        state = put_batched(pad_batch(unflatten_like(template, snap["state"]), b, size), mesh)
+        c = snap["curves"]
+        curves = [{**{k: np.asarray(c[k])[:, t] for k in ("loss", "l2", "adv", "clip")},
+                   "sim": {n: np.asarray(v)[:, t] for n, v in c["sim"].items()}} for t in range(start)]
+
+    def snapshot():
+        stacked = {k: np.stack([c[k] for c in curves], axis=1) for k in ("loss", "l2", "adv", "clip")}
+        stacked["sim"] = {n: np.stack([c["sim"][n] for c in curves], axis=1) for n in sc.surrogates}
+        return {"state": jax.tree.leaves(_host_rows(state, b)), "curves": stacked}
+
+    for i in range(start, n_updates):
         args = (state, inputs, g_in, shared, jnp.int32(i), persp_p[:, i])
         state, aux = compiled(step_fn, *args)(*args)
-        curves.append(jax.tree.map(lambda a: np.asarray(a)[:b], aux))
+        curves.append(jax.tree.map(lambda a: local_rows(a)[:b], aux))
+        if on_step is not None:
+            on_step("search", i + 1, n_updates, snapshot)
         _tick(progress, "search", done + i + 1, parts * sc.steps)
     last = min(n_updates, sc.steps - 1)  # post_update's extra forward reports its CLIP term on the last step's views
     args = (state, inputs, g_in, shared, jnp.int32(n_updates), persp_p[:, last])
     image, aux = compiled(eval_fn, *args)(*args)
-    final = jax.tree.map(lambda a: np.asarray(a)[:b], aux)
+    final = jax.tree.map(lambda a: local_rows(a)[:b], aux)
     _tick(progress, "search", done + sc.steps, parts * sc.steps)
     curves.append({k: final[k] for k in ("loss", "l2", "adv", "clip", "sim")})
 
     loss = {k: np.stack([c[k] for c in curves], axis=1) for k in ("loss", "l2", "adv", "clip")}
     loss["sim"] = {n: np.stack([c["sim"][n] for c in curves], axis=1) for n in sc.surrogates}
     return {
-        "protected": np.asarray(image)[:b],
-        "reconstruction": np.asarray(source01)[:b],
-        "w": np.asarray(state.w)[:b],
+        "protected": local_rows(image)[:b],
+        "reconstruction": local_rows(source01)[:b],
+        "w": local_rows(state.w)[:b],
         "noise": _final_noise(state, noise, nets.synthesis, sc, b),
         "loss": loss,
         "final_sim": final["final_sim"],

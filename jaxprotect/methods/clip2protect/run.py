@@ -23,10 +23,10 @@ from jaxprotect.methods.clip2protect.config import FR_MODELS, Clip2ProtectConfig
 from jaxprotect.methods.clip2protect.inversion import invert
 from jaxprotect.methods.clip2protect.networks import load_networks
 from jaxprotect.methods.clip2protect.photos import prepare_photo, restore_photo
-from jaxprotect.methods.clip2protect.pipeline import face_embeddings, protect_batch
-from jaxprotect.methods.driver import PhotoOutcome
+from jaxprotect.methods.clip2protect.pipeline import batching_mode, face_embeddings, protect_batch
+from jaxprotect.methods.driver import PhotoOutcome, StopRequested
 from jaxprotect.recognition import cosine
-from jaxprotect.runtime import batch_mesh, enable_compile_cache, release_memory
+from jaxprotect.runtime import batch_mesh, enable_compile_cache, release_memory, spans_processes
 
 __all__ = ["Clip2ProtectSettings", "Clip2ProtectRunner", "build_runner"]
 
@@ -80,23 +80,39 @@ class _StageProgress:
             self.stage = stage
             self.progress.stage(f"{self.label}: {stage}", total, compiles=stage not in self.seen)
             self.seen.add(stage)
+            if done > 1:  # a batch resumed from saved state: the steps before it were done earlier
+                self.progress.step(done - 1)
         self.progress.step()
 
 
 class Clip2ProtectRunner:
-    """Runs CLIP2Protect batch by batch for :func:`jaxprotect.methods.driver.run_protection`."""
+    """Runs CLIP2Protect batch by batch for a job (:func:`jaxprotect.jobs.run_job`).
+
+    ``nets``, ``detector`` and ``encoder`` replace the networks the settings' checkpoints name
+    (e.g. a small configuration in tests): ``detector.detect(photo)`` gives MTCNN-like
+    detections, ``encoder(frames uint8 [N, S, S, 3]) -> W+ [N, L, 512]`` inverts photos.
+
+    With a job's :class:`~jaxprotect.jobs.tasks.BatchControl`, the batch's state is saved every
+    ``control.every[stage]`` steps, at the end of the fine-tuning and when a stop is requested
+    (then :class:`~jaxprotect.jobs.tasks.StopRequested` is raised), and a batch planned to resume
+    at (stage, step) restores it. Photos whose per-photo generators run one after the other
+    ("loop" batching, the single-CPU default) make batches of one photo, so every batch steps
+    together. On a mesh that spans processes every process runs each batch with the same number
+    of photos (stand-ins fill the gaps; their results are dropped).
+    """
 
     method = "clip2protect"
+    ignored_settings = ("config.execution",)
 
-    def __init__(self, settings: Clip2ProtectSettings):
+    def __init__(self, settings: Clip2ProtectSettings, *, nets=None, detector=None, encoder=None):
         from jaxprotect.registry import load_network
 
         self.settings = settings
         cfg = settings.config
-        self.batch_size = cfg.execution.batch_size
         self.cache = enable_compile_cache()
         t0 = time.perf_counter()
-        self.mtcnn = load_network("mtcnn")
+        self.mtcnn = detector if detector is not None else load_network("mtcnn")
+        self._encoder = encoder
         target = read_photo(settings.target)
         tbox = _box_of(self.mtcnn, target, settings.target_box, settings.target)
         eval_path = settings.target_eval or settings.target
@@ -106,15 +122,17 @@ class Clip2ProtectRunner:
         else:
             eval_photo = read_photo(eval_path)
             ebox = _box_of(self.mtcnn, eval_photo, settings.target_eval_box, eval_path)
-        self.nets = load_networks(settings.checkpoints, cfg, with_e4e=False)
+        self.nets = nets if nets is not None else load_networks(settings.checkpoints, cfg, with_e4e=False)
         self.size = self.nets.synthesis.size
         margin = cfg.search.margin
         self.target_emb = face_embeddings(self.nets, target, tbox, margin)
         self.eval_emb = face_embeddings(self.nets, eval_photo, ebox, margin, [cfg.search.victim])[cfg.search.victim]
         self.load_seconds = time.perf_counter() - t0
-        devices = jax.devices()
-        n = cfg.execution.num_devices
-        self.mesh = batch_mesh(devices[:n] if n else devices)
+        self.mesh = batch_mesh(_mesh_devices(cfg.execution.num_devices))
+        self.spans_processes = spans_processes(self.mesh)
+        loop = cfg.finetune.runs and batching_mode(cfg.execution, self.mesh) == "loop"
+        self.resumable = not cfg.finetune.sequential_generator
+        self.batch_size = 1 if (loop and self.resumable) else cfg.execution.batch_size
         self.carry = None
         self._seen_stages: set = set()
 
@@ -131,6 +149,8 @@ class Clip2ProtectRunner:
                 "checkpoints": dict(s.checkpoints)}
 
     def _invert(self, frames) -> np.ndarray:
+        if self._encoder is not None:
+            return np.asarray(self._encoder(frames), np.float32)
         from jaxprotect.registry import load_network
 
         e4e = load_network("e4e", self.settings.checkpoints["e4e"])
@@ -139,8 +159,27 @@ class Clip2ProtectRunner:
         release_memory()
         return codes
 
-    def protect(self, tasks, progress) -> list:
+    def _restore(self, ckpt, start, rows: int | None = None) -> tuple[dict, np.ndarray]:
+        """(protect_batch's ``resume``, saved e4e codes) of a batch saved at ``start``."""
+        stage, step = start
+        ft_steps = self.settings.config.finetune.steps
+        if stage == "fine-tune":
+            arrays, _ = ckpt.restore("fine-tune", step, rows=rows)
+            if step >= ft_steps:  # the tuned generator, saved at the end of the stage
+                tuned = {"params": arrays["params"], "losses": arrays["losses"]}
+                return {"stage": "search", "step": 0, "finetune": tuned, "search": None}, arrays["w0"]
+            return {"stage": "fine-tune", "step": step, "finetune": arrays}, arrays["w0"]
+        arrays, _ = ckpt.restore("search", step, rows=rows)
+        resume = {"stage": "search", "step": step, "search": {"state": arrays["state"], "curves": arrays["curves"]}}
+        if self.settings.config.finetune.runs:
+            tuned, _ = ckpt.restore("fine-tune", ft_steps, rows=rows)
+            resume["finetune"] = {"params": tuned["params"], "losses": tuned["losses"]}
+        return resume, arrays["w0"]
+
+    def protect(self, tasks, progress, control=None) -> list:
         """One :class:`PhotoOutcome` (or the exception) per task; the tasks run as one batch."""
+        from jaxprotect.jobs.distributed import any_process, process_info
+
         cfg = self.settings.config
         out: list = [None] * len(tasks)
         prepared = {}
@@ -152,24 +191,60 @@ class Clip2ProtectRunner:
             except ValueError as e:
                 out[i] = PhotoError(task.path, str(e))
         ready = sorted(prepared)
-        if not ready:
+        lockstep = self.spans_processes
+        if lockstep and not any_process(bool(ready), process_info()):
             return out
+        if not ready and not lockstep:
+            return out
+        start = control.start if control is not None else None
+        ckpt = None
+        ids = [tasks[i].id for i in ready]
+        if control is not None and self.resumable and (ready or lockstep):
+            ckpt = control.checkpoint_for(ids, mesh=self.mesh)
+        resume, w0 = None, None
+        if start is not None and ckpt is not None and lockstep:
+            # Every process restores its rows of the round together; its photos must be the ones saved.
+            resume, w0 = self._restore(ckpt, start, rows=self.batch_size)
+            saved = _saved_rows(ckpt)
+            if saved != ids:
+                raise RuntimeError(f"the saved state of {ckpt.folder} holds photos {saved} on this process, the batch "
+                                   f"now {ids}; delete that folder to start these photos again")
+        elif start is not None and ckpt is not None:
+            try:
+                resume, w0 = self._restore(ckpt, start)
+                if len(w0) != len(ready):
+                    raise ValueError(f"saved state holds {len(w0)} photos, the batch {len(ready)}")
+            except (OSError, ValueError, KeyError) as e:
+                ckpt.remove()
+                progress.write(f"WARNING the saved state of {len(ready)} photo(s) could not be restored ({e}); "
+                               "they start again")
+                resume, w0 = None, None
+        if start is not None and resume is None and lockstep:
+            resume = _standin_resume(start, cfg.finetune.steps)
         label = tasks[ready[0]].stem if len(ready) == 1 else f"{len(ready)} photos"
         stage = _StageProgress(progress, label, self._seen_stages)
-        progress.stage(f"{label}: e4e inversion", None)
-        frames = np.stack([prepared[i].image for i in ready])
         try:
+            frames, boxes, keys, w0 = self._batch_inputs(tasks, prepared, ready, w0, progress, label, lockstep)
+            b = len(frames)
+            on_step = None
+            if control is not None:
+                kept = b if lockstep else len(ready)  # a round saves every row, stand-ins too (same count everywhere)
+                on_step = _Saver(control, ckpt, w0[:kept], cfg.finetune.steps, kept)
+            if resume is not None and len(ready) < b:
+                resume = _pad_resume(resume, b)
             t = time.perf_counter()
-            w0 = self._invert(frames)
             res = protect_batch(
-                self.nets, frames, np.array([prepared[i].box for i in ready], np.float32),
-                jax.numpy.stack([tasks[i].key for i in ready]),
-                {k: np.repeat(np.asarray(v)[None], len(ready), 0) for k, v in self.target_emb.items()},
-                np.repeat(np.asarray(self.eval_emb)[None], len(ready), 0), cfg, w0=w0, mesh=self.mesh,
-                progress=stage, finetune_carry=self.carry,
+                self.nets, frames, boxes, keys,
+                {k: np.repeat(np.asarray(v)[None], b, 0) for k, v in self.target_emb.items()},
+                np.repeat(np.asarray(self.eval_emb)[None], b, 0), cfg, w0=w0, mesh=self.mesh,
+                progress=stage, finetune_carry=self.carry, resume=resume, on_step=on_step,
             )
-            seconds = (time.perf_counter() - t) / len(ready)
+            seconds = (time.perf_counter() - t) / max(1, len(ready))
+        except StopRequested:
+            raise
         except Exception as e:  # noqa: BLE001 - every photo of the batch gets the reason, the run goes on
+            if lockstep:
+                raise  # the other processes are in the same computation: stop the job, not one batch
             for i in ready:
                 out[i] = e
             return out
@@ -180,6 +255,29 @@ class Clip2ProtectRunner:
             except Exception as e:  # noqa: BLE001
                 out[i] = e
         return out
+
+    def _batch_inputs(self, tasks, prepared, ready, w0, progress, label, lockstep):
+        """(frames, boxes, keys, w0) of the batch: the ready photos, then, on a mesh that spans
+        processes, stand-ins up to the batch size (copies of the last photo, or a blank frame)."""
+        s = self.size
+        frames = [prepared[i].image for i in ready]
+        boxes = [prepared[i].box for i in ready]
+        keys = [tasks[i].key for i in ready]
+        if w0 is None and ready:
+            progress.stage(f"{label}: e4e inversion", None)
+            w0 = self._invert(np.stack(frames))
+        w0 = [] if w0 is None else list(np.asarray(w0, np.float32))
+        if lockstep:
+            while len(frames) < self.batch_size:
+                if ready:
+                    frames.append(frames[-1]), boxes.append(boxes[-1]), keys.append(keys[-1])
+                else:
+                    frames.append(np.zeros((s, s, 3), np.uint8))
+                    boxes.append((s / 4, s / 4, 3 * s / 4, 3 * s / 4))
+                    keys.append(jax.random.key(0))
+                if len(w0) < len(frames):  # restored codes of a round already hold the stand-ins' rows
+                    w0.append(w0[-1] if w0 else np.zeros((self.nets.synthesis.n_latent, 512), np.float32))
+        return (np.stack(frames), np.array(boxes, np.float32), jax.numpy.stack(keys), np.stack(w0))
 
     def _outcome(self, task, prepared, res, j, seconds, times) -> PhotoOutcome:
         s, cfg = self.settings, self.settings.config
@@ -226,9 +324,75 @@ class Clip2ProtectRunner:
         }
         summary = (f"{task.path}: protected in {seconds:.0f}s; held-out {sc.victim} cos to target "
                    f"{victim_before:.3f} -> {victim_sim:.3f} (threshold {thr:.3f}): {verdict}")
-        return PhotoOutcome(whole, pair, report, summary)
+        return PhotoOutcome(whole, pair, report, summary, verdict=report["victim"])
 
 
 def build_runner(settings: Clip2ProtectSettings) -> Clip2ProtectRunner:
     """Load every network ``settings`` need and return the runner."""
     return Clip2ProtectRunner(settings)
+
+
+def _mesh_devices(num_devices: int | None) -> list:
+    """All devices (of every process), or the first ``num_devices`` of each process."""
+    devices = jax.devices()
+    if not num_devices:
+        return devices
+    out = []
+    for p in range(jax.process_count()):
+        out += [d for d in devices if d.process_index == p][:num_devices]
+    return out
+
+
+def _saved_rows(ckpt) -> list:
+    """The photo ids a round checkpoint's rows hold on this process (as saved)."""
+    import json
+
+    path = ckpt.folder / f"rows.p{ckpt.index}.json"
+    return json.loads(path.read_text())["photos"] if path.exists() else []
+
+
+def _standin_resume(start, ft_steps: int) -> dict:
+    """protect_batch's ``resume`` for stand-in photos joining a batch at ``start``."""
+    stage, step = start
+    if stage == "fine-tune" and step < ft_steps:
+        return {"stage": "fine-tune", "step": step, "finetune": None}
+    return {"stage": "search", "step": step if stage == "search" else 0, "finetune": None, "search": None}
+
+
+def _pad_resume(resume: dict, b: int) -> dict:
+    """``resume`` with every saved array's photo axis padded to ``b`` by repeating the last photo
+    (the stand-ins are copies of it)."""
+    def pad(x):
+        x = np.asarray(x)
+        return np.concatenate([x] + [x[-1:]] * (b - len(x))) if x.ndim and len(x) < b else x
+
+    out = dict(resume)
+    for key in ("finetune", "search"):
+        if out.get(key) is not None:
+            out[key] = jax.tree.map(pad, out[key])
+    return out
+
+
+class _Saver:
+    """The pipeline's ``on_step``: saves the batch's state every ``control.every[stage]`` steps,
+    at the end of the fine-tuning and on a stop request (then raises StopRequested)."""
+
+    def __init__(self, control, ckpt, w0, ft_steps: int, real: int):
+        self.control, self.ckpt, self.w0, self.ft_steps, self.real = control, ckpt, w0, ft_steps, real
+
+    def _rows(self, tree):
+        return jax.tree.map(lambda x: np.asarray(x)[:self.real] if np.ndim(x) else x, tree)
+
+    def __call__(self, stage, step, total, snapshot):
+        stopping = self.control.stop_requested()
+        every = int(self.control.every.get(stage, 0) or 0)
+        boundary = stage == "fine-tune" and step == self.ft_steps
+        if self.ckpt is not None and (stopping or boundary or (every and step % every == 0)):
+            snap = self._rows(snapshot())
+            if boundary:
+                snap = {"params": snap["params"], "losses": snap["losses"]}
+            self.ckpt.save(stage, step, dict(snap, w0=self.w0), {"photos": self.ckpt.photo_ids})
+        if stopping:
+            if self.ckpt is not None:
+                self.ckpt.wait()
+            raise StopRequested

@@ -13,7 +13,7 @@ Modules (one job each):
 * :mod:`.stickers`, :mod:`.highpass` — region stickers and the high-pass mask;
 * :mod:`.anchors` — near (top-1 gallery match) and far (``get_farthest`` or the code's fixed file);
 * :mod:`.apply` — the cloak added at the box corner with the int16 truncation (or corrected);
-* :mod:`.scoring` — the code's top-n identification score;
+* the code's top-n identification score is :mod:`jaxprotect.eval.topn` (an evaluation protocol);
 * :mod:`.synthetic` — the image set besides the probe (folder, real photos, built-in augmentation);
 * :mod:`.run` — the photo driver: ``learn_cloak`` / ``learn_cloaks`` / ``apply_cloak`` / cloak files.
 

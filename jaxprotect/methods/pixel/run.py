@@ -6,7 +6,9 @@ on the aligned crop (TIP-IM, PGD, MI-FGSM, TI-DIM: crop, attack, paste back, as 
 
 ``PixelSettings`` says everything a run needs (no argparse); :func:`build_runner` loads the
 detector, the surrogate recognisers and the target identities once and returns a
-:class:`PixelRunner` that :func:`jaxprotect.methods.driver.run_protection` drives photo by photo.
+:class:`PixelRunner` that a job (:func:`jaxprotect.jobs.run_job`) drives photo by photo. A photo
+takes seconds, so no mid-optimisation state is kept: a stop request ends the photo in progress
+at its next step, and a later run protects it again from the start (same key, same result).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from jaxprotect.detect.find_faces import FaceSearch, find_faces
 from jaxprotect.io.side_by_side import side_by_side
-from jaxprotect.methods.driver import PhotoOutcome
+from jaxprotect.methods.driver import PhotoOutcome, StopRequested
 from jaxprotect.methods.pixel.protector import (
     FaceChoice,
     PixelProtector,
@@ -154,6 +156,8 @@ class PixelRunner:
     skipped_targets: list = dataclasses.field(default_factory=list)
     batch_size: int = 1
     judges: object = None
+    ignored_settings: tuple = ()
+    spans_processes: bool = False  # each process protects its own photos on its own devices
 
     @property
     def method(self) -> str:
@@ -171,12 +175,19 @@ class PixelRunner:
         s["config"] = dataclasses.asdict(self.protector.config)
         return s
 
-    def protect(self, tasks, progress) -> list:
-        """One :class:`PhotoOutcome` (or the exception) per :class:`~jaxprotect.methods.driver.PhotoTask`."""
+    def protect(self, tasks, progress, control=None) -> list:
+        """One :class:`PhotoOutcome` (or the exception) per :class:`~jaxprotect.methods.driver.PhotoTask`;
+        after a stop request (``control.stop_requested()``, checked at every step) the photo in
+        progress and the ones after it get :class:`StopRequested`."""
         out = []
         for task in tasks:
+            if control is not None and control.stop_requested():
+                out.append(StopRequested())
+                continue
             try:
-                out.append(self._one(task, progress))
+                out.append(self._one(task, progress, control))
+            except StopRequested as e:
+                out.append(e)
             except Exception as e:  # noqa: BLE001 - reported by the driver, the batch goes on
                 out.append(e)
         return out
@@ -188,10 +199,16 @@ class PixelRunner:
             return f"protected (fullres {self.settings.strength}, {b.floor:g}-{b.ceiling:g}/255, {p.config.steps} steps)"
         return f"protected ({self.method}, eps {eps_levels(p.config):g}/255, {p.config.steps} steps)"
 
-    def _protect(self, task, progress):
+    def _protect(self, task, progress, control=None):
         """(ProtectedPhoto, detections): find the faces, then attack the chosen ones with progress stages."""
         p = self.protector
         photo = task.photo
+
+        def step(i):
+            if control is not None and control.stop_requested():
+                raise StopRequested
+            progress.step()
+
         progress.stage(f"{task.stem}: finding faces", None)
         det = find_faces(p.detector, photo, self.settings.search)
         chosen = max(1, len(self.settings.faces.select(det).indices)) if len(det.boxes) else 1
@@ -200,16 +217,16 @@ class PixelRunner:
                 progress.stage(f"{task.stem}: fullres, {_face_label(index, det.boxes[index])} ({n + 1}/{chosen})",
                                p.config.steps, compiles=True)
 
-            result = p.protect(photo, task.key, progress=lambda i: progress.step(), path=task.path, detections=det,
+            result = p.protect(photo, task.key, progress=step, path=task.path, detections=det,
                                face_started=started)
         else:
             progress.stage(f"{task.stem}: {self.method}, {chosen} face(s)", p.config.steps, compiles=True)
-            result = p.protect(photo, task.key, progress=lambda i: progress.step(), path=task.path, detections=det)
+            result = p.protect(photo, task.key, progress=step, path=task.path, detections=det)
         return result, det
 
-    def _one(self, task, progress) -> PhotoOutcome:
+    def _one(self, task, progress, control=None) -> PhotoOutcome:
         p = self.protector
-        result, det = self._protect(task, progress)
+        result, det = self._protect(task, progress, control)
         verdict = None
         if self.judges:
             progress.stage(f"{task.stem}: judging {len(result.faces)} face(s) "
