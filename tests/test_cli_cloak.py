@@ -74,3 +74,29 @@ def test_never_writes_over_an_input(inputs, cloak_file, tmp_path, capsys):
     bad.write_bytes(b"nope")
     with pytest.raises(SystemExit, match="not a readable cloak file"):
         main(["cloak", "apply", str(bad), str(inputs / "me.png"), "-o", str(tmp_path / "o")])
+
+
+def test_protect_method_facecloak_learns_and_applies_per_photo(inputs, tmp_path):
+    """``protect --method facecloak``: a cloak learnt from each photo, written under the shared names."""
+    out = tmp_path / "p"
+    code = main(["protect", "--method", "facecloak", "--steps", "1", "--augment", "1", "--eps", "6", "--no-progress",
+                 str(inputs / "me.png"), str(inputs / "broken.jpg"), "-o", str(out)])
+    assert code == 1  # the broken photo is reported; the good one is written
+    report = json.loads((out / "me.facecloak.json").read_text())
+    assert report["method"] == "facecloak" and report["settings"]["epochs"] == 1
+    assert report["settings"]["eps_levels"] == 6 and report["surrogates"] == ["mobilefacenet_foamliu"]
+    assert (out / "me.facecloak.side_by_side.png").exists()
+    original = np.asarray(Image.open(inputs / "me.png").convert("RGB")).astype(int)
+    cloaked = np.asarray(Image.open(out / "me.facecloak.png").convert("RGB")).astype(int)
+    assert cloaked.shape == original.shape and np.abs(cloaked - original).max() > 0
+    assert not list(out.glob("broken.facecloak.*"))
+
+
+@pytest.mark.parametrize("argv, flag", [(["--method", "facecloak", "--strength", "subtle"], "--strength"),
+                                         (["--method", "tipim", "--mode", "corrected"], "--mode"),
+                                         (["--method", "clip2protect", "--surrogates", "x"], "--surrogates")])
+def test_protect_refuses_another_familys_flag(inputs, tmp_path, capsys, argv, flag):
+    code = main(["protect", *argv, str(inputs / "me.png"), "-o", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert flag in err and argv[1] in err and not (tmp_path / "o").exists()

