@@ -14,19 +14,13 @@ import pickle
 from typing import Any
 
 import numpy as np
-from numpy._core import multiarray as _multiarray
 
-from jaxprotect.checkpoints.torch_pickle import UnsafeCheckpointError
+from jaxprotect.checkpoints.torch_pickle import NUMPY_GLOBALS, UnsafeCheckpointError
 
 __all__ = ["read_array_pickle", "flatten_arrays"]
 
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
-    ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    **NUMPY_GLOBALS,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "dict"): dict,
     ("builtins", "list"): list,

@@ -106,6 +106,18 @@ def _rebuild_from_type_v2(func, _new_type, args, _state):
     return func(*args)
 
 
+# numpy's array, dtype and scalar constructors (a pickled ndarray needs nothing else); both old and
+# new module paths, as numpy 2 renamed numpy.core
+NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
+    ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
 def _ordered_dict(*args):
     return collections.OrderedDict(*args)
 
@@ -125,12 +137,7 @@ _ALLOWED = {
     ("builtins", "dict"): dict,
     ("builtins", "slice"): slice,
     ("torch", "Size"): tuple,
-    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
-    ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    **NUMPY_GLOBALS,
     # TorchScript archives (torch.jit.save) wrap typed attributes (List[int], e.g. LayerNorm's
     # normalized_shape) in these identity functions of torch/jit/_pickle.py.
     ("torch.jit._pickle", "build_intlist"): list,

@@ -58,15 +58,15 @@ def _latest(folder: Path) -> tuple[str, int] | None:
     return None
 
 
-class BatchCheckpoint:
-    """The saved state of one batch of photos (see the module docstring)."""
+class _StageManagers:
+    """One orbax ``CheckpointManager`` per stage under ``self.folder``, and the last save in flight."""
 
-    def __init__(self, out_dir, photo_ids, *, sha256=None):
-        self.photo_ids = list(photo_ids)
-        self.sha256 = list(sha256) if sha256 is not None else None
-        self.folder = (batches_dir(out_dir) / batch_id(self.photo_ids)).absolute()  # orbax wants absolute paths
-        self._managers: dict = {}
-        self._pending = None
+    folder: Path
+    _managers: dict
+    _pending: object
+
+    def _manager_kwargs(self, ocp) -> dict:
+        raise NotImplementedError
 
     def _manager(self, stage: str):
         import orbax.checkpoint as ocp
@@ -77,8 +77,39 @@ class BatchCheckpoint:
             folder = self.folder / stage
             folder.mkdir(parents=True, exist_ok=True)
             options = ocp.CheckpointManagerOptions(max_to_keep=1, create=False, enable_async_checkpointing=True)
-            self._managers[stage] = ocp.CheckpointManager(folder, options=options, item_names=("arrays", "info"))
+            self._managers[stage] = ocp.CheckpointManager(folder, options=options, **self._manager_kwargs(ocp))
         return self._managers[stage]
+
+    def wait(self) -> None:
+        """Block until the last save is on disk."""
+        if self._pending is not None:
+            self._pending.wait_until_finished()
+            self._pending = None
+
+    def latest(self) -> tuple[str, int] | None:
+        """(stage, step) of the most advanced saved state: the search's if any, else the fine-tuning's."""
+        self.wait()
+        return _latest(self.folder)
+
+    def _close(self) -> None:
+        self.wait()
+        for m in self._managers.values():
+            m.close()
+        self._managers.clear()
+
+
+class BatchCheckpoint(_StageManagers):
+    """The saved state of one batch of photos (see the module docstring)."""
+
+    def __init__(self, out_dir, photo_ids, *, sha256=None):
+        self.photo_ids = list(photo_ids)
+        self.sha256 = list(sha256) if sha256 is not None else None
+        self.folder = (batches_dir(out_dir) / batch_id(self.photo_ids)).absolute()  # orbax wants absolute paths
+        self._managers: dict = {}
+        self._pending = None
+
+    def _manager_kwargs(self, ocp) -> dict:
+        return {"item_names": ("arrays", "info")}
 
     def save(self, stage: str, step: int, arrays, info: dict | None = None) -> None:
         """Save ``arrays`` (a tree of host arrays: dicts and lists) of ``stage`` after ``step`` steps,
@@ -94,17 +125,6 @@ class BatchCheckpoint:
                                                         info=ocp.args.JsonSave(dict(info or {}, stage=stage))),
                      force=True)
         self._pending = manager
-
-    def wait(self) -> None:
-        """Block until the last save is on disk."""
-        if self._pending is not None:
-            self._pending.wait_until_finished()
-            self._pending = None
-
-    def latest(self) -> tuple[str, int] | None:
-        """(stage, step) of the most advanced saved state: the search's if any, else the fine-tuning's."""
-        self.wait()
-        return _latest(self.folder)
 
     def restore(self, stage: str, step: int | None = None, rows: int | None = None):
         """(arrays, info) saved for ``stage`` at ``step`` (default: its last step), as host arrays
@@ -122,10 +142,7 @@ class BatchCheckpoint:
 
     def remove(self) -> None:
         """Delete the batch's saved state (once its photos are written)."""
-        self.wait()
-        for m in self._managers.values():
-            m.close()
-        self._managers.clear()
+        self._close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -186,7 +203,7 @@ def round_id(batches) -> str:
     return "r-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class RoundCheckpoint:
+class RoundCheckpoint(_StageManagers):
     """The saved state of one round (see the module docstring): every process calls each method
     at the same point (saves and restores are collective).
 
@@ -203,18 +220,8 @@ class RoundCheckpoint:
         self._managers: dict = {}
         self._pending = None
 
-    def _manager(self, stage: str):
-        import orbax.checkpoint as ocp
-
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}")
-        if stage not in self._managers:
-            folder = self.folder / stage
-            folder.mkdir(parents=True, exist_ok=True)
-            options = ocp.CheckpointManagerOptions(max_to_keep=1, create=False, enable_async_checkpointing=True)
-            self._managers[stage] = ocp.CheckpointManager(
-                folder, options=options, item_handlers={"arrays": ocp.StandardCheckpointHandler()})
-        return self._managers[stage]
+    def _manager_kwargs(self, ocp) -> dict:
+        return {"item_handlers": {"arrays": ocp.StandardCheckpointHandler()}}
 
     def save(self, stage: str, step: int, arrays, info: dict | None = None) -> None:
         """Save ``arrays`` (this process's rows, host arrays with a leading photo axis; the same
@@ -238,17 +245,6 @@ class RoundCheckpoint:
         manager = self._manager(stage)
         manager.save(int(step), args=ocp.args.Composite(arrays=ocp.args.StandardSave(glob)), force=True)
         self._pending = manager
-
-    def wait(self) -> None:
-        """Block until the last save is on disk."""
-        if self._pending is not None:
-            self._pending.wait_until_finished()
-            self._pending = None
-
-    def latest(self) -> tuple[str, int] | None:
-        """(stage, step) of the most advanced saved state."""
-        self.wait()
-        return _latest(self.folder)
 
     def restore(self, stage: str, step: int | None = None, rows: int | None = None):
         """(this process's rows of the arrays saved for ``stage`` at ``step`` as host arrays, {})
@@ -275,10 +271,7 @@ class RoundCheckpoint:
         """Delete the round's saved state (collective: process 0 deletes once every process is done with it)."""
         from jaxprotect.jobs.distributed import ProcessInfo, all_processes
 
-        self.wait()
-        for m in self._managers.values():
-            m.close()
-        self._managers.clear()
+        self._close()
         all_processes(True, ProcessInfo(self.index, self.count))  # every process has finished with it
         if self.index == 0:
             shutil.rmtree(self.folder, ignore_errors=True)
