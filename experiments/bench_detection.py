@@ -58,29 +58,8 @@ def timed(fn, runs: int):
 
 def torch_reference(package_dir: Path):
     """facenet-pytorch's MTCNN, imported from ``package_dir`` with a torch-only ``batched_nms`` stub."""
-    import torch
 
-    def nms(boxes, scores, threshold):  # torchvision.ops.nms semantics (areas without +1, iou > t suppresses)
-        order = torch.argsort(scores, descending=True, stable=True)
-        x1, y1, x2, y2 = boxes.unbind(1)
-        areas = (x2 - x1) * (y2 - y1)
-        suppressed = torch.zeros(len(scores), dtype=torch.bool)
-        keep = []
-        for i in order.tolist():
-            if suppressed[i]:
-                continue
-            keep.append(i)
-            w = (torch.minimum(x2[i], x2) - torch.maximum(x1[i], x1)).clamp(min=0)
-            h = (torch.minimum(y2[i], y2) - torch.maximum(y1[i], y1)).clamp(min=0)
-            inter = w * h
-            suppressed |= inter / (areas[i] + areas - inter) > threshold
-        return torch.tensor(keep, dtype=torch.long)
-
-    def batched_nms(boxes, scores, idxs, threshold):
-        if boxes.numel() == 0:
-            return torch.empty((0,), dtype=torch.long)
-        offsets = idxs.to(boxes) * (boxes.max() + 1)
-        return nms(boxes + offsets[:, None], scores, threshold)
+    from torch_nms import batched_nms
 
     tv = types.ModuleType("torchvision")
     tv.ops = types.ModuleType("torchvision.ops")

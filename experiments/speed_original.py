@@ -18,6 +18,7 @@ import sys
 import types
 
 import numpy as np
+import torch_nms
 from speed_common import FACE_BOX_1024, measure, photo, stylegan2_inputs, unit_images
 
 PATCHES: list[str] = []
@@ -416,30 +417,6 @@ def stage_tipim(opts: dict):
     return fn, {"what": f"one TIP-IM iteration: input diversity, {target_nums} target backward passes, greedy selection"}
 
 
-def _torch_batched_nms(boxes, scores, idxs, threshold):
-    # torchvision.ops.batched_nms semantics (boxes of different idxs never suppress each other)
-    import torch
-
-    if boxes.numel() == 0:
-        return torch.empty((0,), dtype=torch.int64)
-    offsets = idxs.to(boxes) * (boxes.max() + 1)
-    b = boxes + offsets[:, None]
-    order = torch.argsort(scores, descending=True, stable=True)
-    x1, y1, x2, y2 = b.unbind(1)
-    areas = (x2 - x1) * (y2 - y1)
-    suppressed = torch.zeros(len(scores), dtype=torch.bool)
-    keep = []
-    for i in order.tolist():
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        w = (torch.minimum(x2[i], x2) - torch.maximum(x1[i], x1)).clamp(min=0)
-        h = (torch.minimum(y2[i], y2) - torch.maximum(y1[i], y1)).clamp(min=0)
-        inter = w * h
-        suppressed |= inter / (areas[i] + areas - inter) > threshold
-    return torch.tensor(keep, dtype=torch.long)
-
-
 def stage_mtcnn(opts: dict):
     import torch
     from PIL import Image
@@ -451,7 +428,7 @@ def stage_mtcnn(opts: dict):
     try:
         detect_face.batched_nms(torch.zeros((1, 4)), torch.zeros(1), torch.zeros(1, dtype=torch.long), 0.5)
     except Exception:
-        detect_face.batched_nms = _torch_batched_nms
+        detect_face.batched_nms = torch_nms.batched_nms
         _patch("facenet_pytorch detect_face.batched_nms (torchvision's compiled nms, unavailable): a torch "
                "implementation with the same semantics")
     dev = torch.device(opts["device"])

@@ -155,27 +155,8 @@ def install_stubs(pydeps: Path):
         sg = [float(sigma), float(sigma)] if isinstance(sigma, (int, float)) else list(sigma)
         return ft.gaussian_blur(img, ks, sg)
 
-    def nms(boxes, scores, threshold):  # torchvision.ops.nms semantics (areas without +1, iou > t suppresses)
-        order = torch.argsort(scores, descending=True, stable=True)
-        x1, y1, x2, y2 = boxes.unbind(1)
-        areas = (x2 - x1) * (y2 - y1)
-        suppressed = torch.zeros(len(scores), dtype=torch.bool)
-        keep = []
-        for i in order.tolist():
-            if suppressed[i]:
-                continue
-            keep.append(i)
-            w = (torch.minimum(x2[i], x2) - torch.maximum(x1[i], x1)).clamp(min=0)
-            h = (torch.minimum(y2[i], y2) - torch.maximum(y1[i], y1)).clamp(min=0)
-            inter = w * h
-            suppressed |= inter / (areas[i] + areas - inter) > threshold
-        return torch.tensor(keep, dtype=torch.long)
-
-    def batched_nms(boxes, scores, idxs, threshold):
-        if boxes.numel() == 0:
-            return torch.empty((0,), dtype=torch.long)
-        offsets = idxs.to(boxes) * (boxes.max() + 1)
-        return nms(boxes + offsets[:, None], scores, threshold)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+    from torch_nms import batched_nms
 
     tv = module("torchvision")
     tv.transforms = module("torchvision.transforms")
