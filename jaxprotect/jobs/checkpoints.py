@@ -168,9 +168,7 @@ def list_batches(out_dir) -> list[dict]:
     return out
 
 
-def remove_batches(out_dir, keep: set) -> int:
-    """Delete the saved state of every batch whose id is not in ``keep``; returns how many."""
-    root = batches_dir(out_dir)
+def _remove_except(root: Path, keep: set) -> int:
     n = 0
     if root.is_dir():
         for folder in root.iterdir():
@@ -178,6 +176,11 @@ def remove_batches(out_dir, keep: set) -> int:
                 shutil.rmtree(folder, ignore_errors=True)
                 n += 1
     return n
+
+
+def remove_batches(out_dir, keep: set) -> int:
+    """Delete the saved state of every batch whose id is not in ``keep``; returns how many."""
+    return _remove_except(batches_dir(out_dir), keep)
 
 
 def folder_bytes(folder) -> int:
@@ -299,11 +302,4 @@ def list_rounds(out_dir) -> list[dict]:
 
 def remove_rounds(out_dir, keep: set) -> int:
     """Delete the saved state of every round whose id is not in ``keep``; returns how many."""
-    root = rounds_dir(out_dir)
-    n = 0
-    if root.is_dir():
-        for folder in root.iterdir():
-            if folder.name not in keep:
-                shutil.rmtree(folder, ignore_errors=True)
-                n += 1
-    return n
+    return _remove_except(rounds_dir(out_dir), keep)

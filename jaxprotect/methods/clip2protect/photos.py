@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxprotect.detect.align import paste_back, similarity_transform, warp_affine
 
-__all__ = ["Prepared", "ffhq_quad", "prepare_photo", "restore_photo", "side_by_side"]
+__all__ = ["Prepared", "ffhq_quad", "prepare_photo", "restore_photo"]
 
 
 class Prepared(NamedTuple):
@@ -92,16 +92,3 @@ def restore_photo(photo: np.ndarray, prepared: Prepared, protected_uint8: np.nda
     if prepared.matrix is None:
         return np.asarray(protected_uint8, np.uint8)
     return paste_back(photo, np.asarray(protected_uint8, np.float32), prepared.matrix, mode="replace", feather=feather)
-
-
-def side_by_side(*images: np.ndarray, gap: int = 8) -> np.ndarray:
-    """Images [S, S, 3] uint8 next to each other with a white gap: [S, n*S + (n-1)*gap, 3]."""
-    h = max(i.shape[0] for i in images)
-    parts = []
-    for k, img in enumerate(images):
-        pad = np.full((h, img.shape[1], 3), 255, np.uint8)
-        pad[: img.shape[0]] = img
-        parts.append(pad)
-        if k < len(images) - 1:
-            parts.append(np.full((h, gap, 3), 255, np.uint8))
-    return np.concatenate(parts, axis=1)
