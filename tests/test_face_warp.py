@@ -7,6 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.photo_corpus import astronaut
+from helpers.photo_corpus import placed_face as _face
+from helpers.tiny_recogniser import tiny_surrogate
 from PIL import Image
 
 from jaxprotect.detect.align import align_face, similarity_transform, template
@@ -27,18 +30,6 @@ from jaxprotect.ops.face_warp import (
 )
 from jaxprotect.ops.perceptual import budget_violation, project_delta, texture_budget
 from jaxprotect.ops.resize import interpolate
-from helpers.photo_corpus import astronaut
-from helpers.tiny_recogniser import tiny_surrogate
-
-
-def _face(scale: float, angle: float, centre, size: int = 112):
-    """Landmarks and an MTCNN-like box of a face: the ArcFace template scaled, turned and placed."""
-    c, s = math.cos(angle), math.sin(angle)
-    rot = scale * np.array([[c, -s], [s, c]])
-    pts = (template(size) - size / 2) @ rot.T + np.asarray(centre, np.float64)
-    half = 0.5 * scale * size * np.array([0.75, 0.95])
-    box = np.array([centre[0] - half[0], centre[1] - half[1] * 1.05, centre[0] + half[0], centre[1] + half[1]])
-    return pts, box
 
 
 @pytest.fixture(scope="module")

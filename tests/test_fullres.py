@@ -1,35 +1,30 @@
 """The full-resolution (photo geometry) path: budget and mask hold on the written photo; every face is protected."""
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from helpers.photo_corpus import astronaut
+from helpers.photo_corpus import placed_face as _face
+from helpers.tiny_recogniser import tiny_surrogate
 
-from jaxprotect.detect.align import template
 from jaxprotect.detect.find_faces import FaceSearch, find_faces, merge_detections
 from jaxprotect.detect.mtcnn_cascade import Detections
 from jaxprotect.methods.pixel.fullres import FullResProtector
 from jaxprotect.methods.pixel.photo_geometry import protect_faces
 from jaxprotect.methods.pixel.protector import FaceChoice
-from jaxprotect.methods.pixel.roi_attack import Jitter, RoiAttackConfig, bucket_side, face_geometry, grid_factor
+from jaxprotect.methods.pixel.roi_attack import (
+    Jitter,
+    RoiAttackConfig,
+    bucket_side,
+    face_geometry,
+    grid_factor,
+)
 from jaxprotect.ops.color import rgb_delta_to_ycbcr
 from jaxprotect.ops.perceptual import TextureBudget
-from helpers.photo_corpus import astronaut
-from helpers.tiny_recogniser import tiny_surrogate
-
-
-def _face(scale: float, angle: float, centre, size: int = 112):
-    """Landmarks and an MTCNN-like box of a face: the ArcFace template scaled, turned and placed."""
-    c, s = math.cos(angle), math.sin(angle)
-    rot = scale * np.array([[c, -s], [s, c]])
-    pts = (template(size) - size / 2) @ rot.T + np.asarray(centre, np.float64)
-    half = 0.5 * scale * size * np.array([0.75, 0.95])
-    box = np.array([centre[0] - half[0], centre[1] - half[1] * 1.05, centre[0] + half[0], centre[1] + half[1]])
-    return pts, box
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Bad and awkward photo files, generated on the fly for the photo-I/O and ``faces`` command tests."""
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -73,3 +74,16 @@ def make_bad_corpus(folder: Path, face: np.ndarray) -> dict[str, str]:
         "alpha.png": "face",
         "anim.gif": "AnimatedImageError",
     }
+
+
+def placed_face(scale: float, angle: float, centre, size: int = 112):
+    """Landmarks [5, 2] and an MTCNN-like box [4] (x1, y1, x2, y2, pixels) of a face: the ArcFace
+    template of ``size`` scaled by ``scale``, turned by ``angle`` radians and centred at ``centre``."""
+    from jaxprotect.detect.align import template
+
+    c, s = math.cos(angle), math.sin(angle)
+    rot = scale * np.array([[c, -s], [s, c]])
+    pts = (template(size) - size / 2) @ rot.T + np.asarray(centre, np.float64)
+    half = 0.5 * scale * size * np.array([0.75, 0.95])
+    box = np.array([centre[0] - half[0], centre[1] - half[1] * 1.05, centre[0] + half[0], centre[1] + half[1]])
+    return pts, box
