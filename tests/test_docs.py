@@ -9,7 +9,8 @@ Each ```python / ```bash block carries a marker on the line just above it:
   the files the block names into that folder (small stand-ins where the block names a heavy model
   or a user's checkpoint, e.g. rule-weight recognisers under the names users give theirs);
 - ``<!-- test: skip REASON -->``: not run here, for the reason given (installing packages, a TPU
-  pod, hours of work); ``slow`` blocks run with ``-m slow``: ``<!-- test: slow -->``.
+  pod, hours of work); ``slow`` blocks run with ``-m slow``: ``<!-- test: slow -->`` (or
+  ``<!-- test: slow setup=NAME -->``).
 
 A block without a marker fails the test, so nothing in the documentation goes untested by accident.
 """
