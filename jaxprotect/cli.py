@@ -10,9 +10,9 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": "protect the embedded astronaut photo with TIP-IM and judge it with a recogniser it never saw",
+    "demo": "protect scikit-image's astronaut photo with the default method and judge it with recognisers it never attacked",
     "faces": "detect faces (MTCNN) in photos; print boxes and scores, optionally write aligned crops",
-    "protect": "protect the faces in photos (clip2protect, tipim, pgd, mifgsm, tidim)",
+    "protect": "protect the faces in photos (fullres by default; tipim, pgd, mifgsm, tidim, facecloak, clip2protect)",
     "cloak": "FaceCloak: learn a person's cloak from one photo, then add it to any photo of them",
     "convert": "convert an original PyTorch checkpoint into a jaxprotect params cache (.npz/.safetensors)",
     "evaluate": "evaluate protected photos against their originals: PSR (verification, identification), "

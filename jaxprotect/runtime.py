@@ -169,7 +169,7 @@ def clear_compiled() -> None:
 def release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS, so a network dropped between
     stages or the compiler's working memory stops counting in the RSS: glibc ``malloc_trim(0)``,
-    or with jemalloc preloaded (see the README) a purge of all arenas."""
+    or with jemalloc preloaded (see docs/clip2protect.md) a purge of all arenas."""
     gc.collect()
     try:
         process = ctypes.CDLL(None)

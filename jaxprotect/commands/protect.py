@@ -130,7 +130,7 @@ def add_arguments(parser):
                   ("facecloak",))
     fc.add("--mode", choices=("faithful", "corrected"), default="faithful",
            help="faithful: the released code, its x255 scale bug included; corrected: applies what was optimised "
-                "(see the README's FaceCloak section)")
+                "(see docs/facecloak.md)")
     fc.add("--augment", type=int, default=8,
            help="images made from the photo by seeded pose/light/colour/blur/JPEG transforms to learn on (8; 0: "
                 "the photo alone)")

@@ -1,6 +1,6 @@
 """Which protected photo belongs to which original, target and identity: the name rules.
 
-Rules (documented in the report and the README):
+Rules (documented in the report and in docs/evaluation.md):
 
 * **Photos in a folder**: files (not recursive) whose suffix is a photo suffix (``.jpg .jpeg .png
   .webp .bmp .gif``), sorted by name. In a protected folder, files whose stem ends with
