@@ -3,8 +3,8 @@
 Only scikit-image's astronaut (public domain, NASA) may be shown: the deepface and CelebA-HQ photos are
 test data only, and the FFHQ sample's own Flickr licence is not recorded (FFHQ mixes CC BY, CC BY-NC,
 public-domain and government photos; the data set is CC BY-NC-SA), so it is not committed either.
-Four crops of the one licensed photo instead of four photos: the whole face, the eyes, the cheek and
-mouth, and the whole 512x512 photo, each panel at 100% (one photo pixel = one image pixel).
+Four crops of the one licensed photo instead of four photos: the whole face, the eyes, and the cheek and
+mouth, each panel at 100% (one photo pixel = one image pixel).
 
 Reads the protected photos experiments/publishable.py kept (``PUBLISHABLE_KEEP``, default
 /tmp/publishable_images/<run>__astronaut.npy) and writes docs/images/astronaut_*.png.
@@ -25,7 +25,7 @@ RUNS = (("tipim-default", "TIP-IM (today's default, eps 12)"), ("pgd-default", "
         ("fullres-balanced", "fullres balanced (new default)"))
 # (name, rows, columns) of the astronaut photo
 CROPS = (("face", slice(20, 230), slice(150, 300)), ("eyes", slice(70, 130), slice(160, 290)),
-         ("mouth", slice(120, 200), slice(170, 290)), ("photo", slice(0, 512), slice(0, 512)))
+         ("mouth", slice(120, 200), slice(170, 290)))
 
 
 def main() -> int:
