@@ -3,7 +3,7 @@
 Only scikit-image's astronaut (public domain, NASA) may be shown: the deepface and CelebA-HQ photos are
 test data only, and the FFHQ sample's own Flickr licence is not recorded (FFHQ mixes CC BY, CC BY-NC,
 public-domain and government photos; the data set is CC BY-NC-SA), so it is not committed either.
-Four crops of the one licensed photo instead of four photos: the whole face, the eyes, and the cheek and
+Three crops of the one licensed photo instead of four photos: the whole face, the eyes, and the cheek and
 mouth, each panel at 100% (one photo pixel = one image pixel).
 
 Reads the protected photos experiments/publishable.py kept (``PUBLISHABLE_KEEP``, default
