@@ -298,7 +298,7 @@ def plot(rows: list, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, j in zip(axes, JUDGES):
         curve = [s for _, s in rows if s["name"] in FULLRES_CURVE and s["judges"][j]["independent"]]
@@ -315,16 +315,20 @@ def plot(rows: list, path: Path) -> None:
             ax.plot(x, d["psr_jpeg75"], "o", mfc="none", color=colour, markersize=8)
             ax.annotate("", (x, d["psr_jpeg75"]), (x, d["psr_after"]),
                         arrowprops=dict(arrowstyle="->", color=colour, lw=0.8))
+            ax.annotate(s["name"], (x, d["psr_after"]), (6, -3), textcoords="offset points", fontsize=7, color=colour)
         ax.set_xlabel("face LPIPS (AlexNet), median")
         ax.set_ylabel(f"{j} dodging PSR at FAR 1%")
         ax.set_ylim(-0.03, 1.03)
         ax.set_title(f"{j}: filled = no JPEG, open = after real JPEG 75 (independent runs only)", fontsize=9)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
-        else:
+        if not ax.get_legend_handles_labels()[0]:
             ax.text(0.5, 0.5, "no run independent of this judge yet", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
+    handles = {}
+    for ax in axes:
+        handles.update(zip(ax.get_legend_handles_labels()[1], ax.get_legend_handles_labels()[0]))
+    if handles:
+        fig.legend(list(handles.values()), list(handles), fontsize=8, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
     tmp = path.with_name("." + path.name + ".tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
