@@ -36,7 +36,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from publishable_common import FACES, SURROGATE_SETS, TUNE_PHOTOS, Context, read_pairs  # noqa: E402
+from publishable_common import (  # noqa: E402
+    FACES,
+    SURROGATE_JUDGE,
+    SURROGATE_SETS,
+    TUNE_PHOTOS,
+    Context,
+    read_pairs,
+)
 
 RESULTS = HERE / "results"
 RUN_DIR = RESULTS / "publishable_runs"
@@ -49,6 +56,8 @@ EXTRA = {"ffhq_sample": FACES / "ffhq_sample" / "input_img.jpg", "couple": FACES
 RUNS = {
     "tipim-default": (dict(method="tipim", surrogates=("mobilefacenet_foamliu",)), "today's default: TIP-IM, crop, eps 12, 100 steps"),
     "pgd-default": (dict(method="pgd", surrogates=("mobilefacenet_foamliu",)), "PGD, crop, eps 16, 20 steps"),
+    "mifgsm-default": (dict(method="mifgsm", surrogates=("mobilefacenet_foamliu",)), "MI-FGSM, crop, eps 16, 10 steps"),
+    "tidim-default": (dict(method="tidim", surrogates=("mobilefacenet_foamliu",)), "TI-DIM, crop, eps 16, 10 steps"),
     "fullres-subtle": (dict(strength="subtle", surrogates=SURROGATE_SETS["ens"]), "fullres subtle, ensemble"),
     "fullres-balanced": (dict(strength="balanced", surrogates=SURROGATE_SETS["ens"]), "fullres balanced, ensemble"),
     "fullres-strong": (dict(strength="strong", surrogates=SURROGATE_SETS["ens"]), "fullres strong, ensemble"),
@@ -57,6 +66,35 @@ RUNS = {
     "fullres-strong-mfn": (dict(strength="strong", surrogates=SURROGATE_SETS["mfn"]), "fullres strong, MobileFaceNet only"),
     "fullres-balanced-eot": (dict(strength="balanced", eot=True, surrogates=SURROGATE_SETS["ens"]), "fullres balanced + JPEG/resize EOT, ensemble"),
 }
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """How one run protects a photo.
+
+    ``protector.protect(photo, key, detections=, path=)`` returns an object with ``image`` (uint8
+    [H, W, 3]), ``faces`` (each with ``index``, ``box`` x1 y1 x2 y2 in photo pixels, ``prob``),
+    ``skipped`` and ``quality``; ``surrogates`` the registry names of the recognisers it attacks;
+    ``settings`` a JSON-able description; ``search`` how faces are found before protecting; ``label``.
+    """
+
+    protector: object
+    surrogates: tuple
+    settings: dict
+    search: object
+    label: str
+
+
+def pixel_run(name: str, detector) -> RunSpec:
+    """The :class:`RunSpec` of a pixel-method run of :data:`RUNS` (``PixelSettings`` + ``build_protector``)."""
+    from jaxprotect.methods.pixel.run import PixelSettings, build_protector
+
+    fields, label = RUNS[name]
+    settings = PixelSettings(judges=(), **fields)
+    protector, _ = build_protector(settings, detector)
+    described = {"fields": {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()},
+                 "config": dataclasses.asdict(protector.config)}
+    return RunSpec(protector, settings.surrogate_names(), described, settings.search, label)
 
 
 def report_photos(ctx: Context) -> dict:
@@ -77,8 +115,11 @@ def _judge_scores(ctx, judge_name, image, transformed):
     return judge.embed(image), {t: judge.embed(im) for t, im in transformed.items()}
 
 
-def run(name: str, seed: int = 0) -> dict:
-    """Protect every report photo with run ``name``; judge; measure. Writes RUN_DIR/name.json."""
+def run(name: str, seed: int = 0, build=pixel_run) -> dict:
+    """Protect every report photo with run ``name``; judge; measure. Writes RUN_DIR/name.json.
+
+    ``build(name, detector) -> RunSpec`` makes the protector (default: the pixel runs of :data:`RUNS`);
+    photo ``i`` (in :func:`report_photos` order) is protected with ``fold_in(key(seed), i)``."""
     import jax
 
     from jaxprotect.detect.find_faces import find_faces
@@ -86,23 +127,20 @@ def run(name: str, seed: int = 0) -> dict:
     from jaxprotect.eval.robustness import transformed_photo
     from jaxprotect.face_conventions import is_match
     from jaxprotect.judges.verdict import Threshold, photo_verdict
-    from jaxprotect.methods.pixel.run import PixelSettings, build_protector
 
-    fields, label = RUNS[name]
     same, _ = read_pairs()
     tuned = set(TUNE_PHOTOS)
     protect_names = sorted({a for a, _ in same} - tuned, key=lambda s: int("".join(c for c in s if c.isdigit())))
     ctx = Context.load(protect_names)
     photos = report_photos(ctx)
-    settings = PixelSettings(judges=(), **fields)
-    protector, _ = build_protector(settings, ctx.detector)
-    surrogates = settings.surrogate_names()
-    surrogate_judges = {"facenet_casia"} & set(surrogates)
+    spec = build(name, ctx.detector)
+    protector, surrogates = spec.protector, tuple(spec.surrogates)
+    surrogate_judges = {SURROGATE_JUDGE.get(s) for s in surrogates} - {None}
     KEEP_DIR.mkdir(parents=True, exist_ok=True)
     per_photo = {}
     load0 = os.getloadavg()
     for i, (pname, photo) in enumerate(photos.items()):
-        det = find_faces(ctx.detector, photo, settings.search)
+        det = find_faces(ctx.detector, photo, spec.search)
         key = jax.random.fold_in(jax.random.key(seed), i)
         w0, c0 = time.perf_counter(), time.process_time()
         result = protector.protect(photo, key, detections=det, path=pname)
@@ -152,9 +190,7 @@ def run(name: str, seed: int = 0) -> dict:
         per_photo[pname] = row
         print(f"{name} {pname}: {len(result.faces)} face(s), {wall:.0f}s wall / {cpu:.0f}s cpu, "
               f"LPIPS {np.mean([f['quality']['face_lpips'] for f in faces]):.4f}", flush=True)
-    data = {"name": name, "label": label,
-            "settings": {"fields": {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()},
-                         "config": dataclasses.asdict(protector.config)},
+    data = {"name": name, "label": spec.label, "settings": spec.settings, "seed": seed,
         "surrogates": list(surrogates), "surrogate_judges": sorted(surrogate_judges),
         "thresholds": ctx.thresholds, "calibration": ctx.calibration, "photos": per_photo,
         "loadavg": [load0, os.getloadavg()], "tuned_on": sorted(tuned)}

@@ -8,8 +8,8 @@ import numpy as np
 
 JUDGES = ("dlib", "facenet_casia")
 TAGS = ("after", "jpeg90", "jpeg75", "jpeg50")
-ORDER = ("tipim-default", "pgd-default", "fullres-subtle", "fullres-balanced", "fullres-strong", "fullres-balanced-eot",
-         "fullres-subtle-mfn", "fullres-balanced-mfn", "fullres-strong-mfn")
+ORDER = ("tipim-default", "pgd-default", "mifgsm-default", "tidim-default", "fullres-subtle", "fullres-balanced",
+         "fullres-strong", "fullres-balanced-eot", "fullres-subtle-mfn", "fullres-balanced-mfn", "fullres-strong-mfn")
 
 
 def _protected(judge: str, score, threshold: float) -> bool:
@@ -40,6 +40,8 @@ def summarise(data: dict) -> dict:
         m = [_margin(j, p["after"], thr[j]) for p in pairs if p["after"] is not None]
         d["margins"] = m
         d["margin_q"] = [float(v) for v in np.quantile(m, [0.1, 0.25, 0.5, 0.75, 0.9])] if m else None
+        mj = [_margin(j, p["jpeg75"], thr[j]) for p in pairs if p["jpeg75"] is not None]
+        d["margin_q_jpeg75"] = [float(v) for v in np.quantile(mj, [0.1, 0.25, 0.5, 0.75, 0.9])] if mj else None
         out["judges"][j] = d
     faces = [f for row in data["photos"].values() for f in row["faces"]]
     out["faces"] = len(faces)
