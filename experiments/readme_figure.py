@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     from jaxprotect.cli import main as jaxprotect
     from jaxprotect.io import read_photo, write_photo
     from jaxprotect.io.side_by_side import side_by_side
-    from jaxprotect.methods.pixel.judging import PhotoJudges
+    from jaxprotect.judges.photo_judges import PhotoJudges
 
     with tempfile.TemporaryDirectory() as tmp:
         job = args.keep or Path(tmp) / "out"

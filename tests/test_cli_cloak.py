@@ -85,6 +85,10 @@ def test_protect_method_facecloak_learns_and_applies_per_photo(inputs, tmp_path)
     report = json.loads((out / "me.facecloak.json").read_text())
     assert report["method"] == "facecloak" and report["settings"]["epochs"] == 1
     assert report["settings"]["eps_levels"] == 6 and report["surrogates"] == ["mobilefacenet_foamliu"]
+    # the verdict of every installed judge (none installed: an empty list and no verdict)
+    assert (report["verdict"] is None) == (not report["judges_installed"])
+    if report["verdict"] is not None:
+        assert len(report["verdict"]["faces"]) == 1
     assert (out / "me.facecloak.side_by_side.png").exists()
     original = np.asarray(Image.open(inputs / "me.png").convert("RGB")).astype(int)
     cloaked = np.asarray(Image.open(out / "me.facecloak.png").convert("RGB")).astype(int)
@@ -94,6 +98,7 @@ def test_protect_method_facecloak_learns_and_applies_per_photo(inputs, tmp_path)
 
 @pytest.mark.parametrize("argv, flag", [(["--method", "facecloak", "--strength", "subtle"], "--strength"),
                                          (["--method", "tipim", "--mode", "corrected"], "--mode"),
+                                         (["--method", "clip2protect", "--judges", "none"], "--judges"),
                                          (["--method", "clip2protect", "--surrogates", "x"], "--surrogates")])
 def test_protect_refuses_another_familys_flag(inputs, tmp_path, capsys, argv, flag):
     code = main(["protect", *argv, str(inputs / "me.png"), "-o", str(tmp_path / "o")])

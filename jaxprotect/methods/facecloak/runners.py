@@ -43,8 +43,10 @@ def _similarities(recognisers, params, before, after) -> dict:
 
 
 def _outcome(task, config: FaceCloakConfig, applied: AppliedPhoto, output: str, recognisers, params, report: dict,
-             seconds: float) -> PhotoOutcome:
-    """The job's outcome for one cloaked photo; similarities compare the face crops before and after."""
+             seconds: float, judges=None, verdict: dict | None = None) -> PhotoOutcome:
+    """The job's outcome for one cloaked photo; similarities compare the face crops before and after;
+    ``verdict`` (with the :class:`~jaxprotect.judges.photo_judges.PhotoJudges` that gave it) joins
+    the report, the caption and the console lines."""
     from jaxprotect.eval.quality import psnr, ssim
 
     if output == "resized":  # compare like with like: the code's own resized photo before the cloak
@@ -68,11 +70,17 @@ def _outcome(task, config: FaceCloakConfig, applied: AppliedPhoto, output: str, 
         "photo_quality": quality,
         "seconds_per_photo": round(seconds, 3),
     }
+    if judges is not None:
+        report["verdict"] = verdict
+        report["judges_installed"] = list(judges.names)
+    caption = None if verdict is None else judges.caption(verdict)
     pair = side_by_side([original, applied.image],
-                        ["original", f"cloaked (facecloak {config.mode}, eps {config.eps_levels:g})"])
+                        ["original", f"cloaked (facecloak {config.mode}, eps {config.eps_levels:g})"], caption=caption)
     text = ", ".join(f"{k} {v:.3f}" for k, v in sims.items()) or "n/a"
     summary = (f"{task.path}: cloaked ({config.mode}); surrogate cos to original {text}; PSNR {quality['psnr']:.2f} dB, "
                f"SSIM {quality['ssim']:.4f}")
+    if verdict is not None:
+        summary += "\n" + "\n".join("  " + line for line in judges.lines(verdict))
     return PhotoOutcome(applied.image, pair, report, summary)
 
 
@@ -131,13 +139,15 @@ class FaceCloakSettings:
 
     ``config`` the method's settings; ``surrogates`` recogniser specs (``"name"`` or
     ``"name=checkpoint"``); ``augment`` built-in synthetic images made from the photo (0: the photo
-    alone); ``output`` "original" (the photo's resolution) or "resized" (the code's own output).
+    alone); ``output`` "original" (the photo's resolution) or "resized" (the code's own output);
+    ``judges`` the real judges of the per-photo verdict (None: every installed one; ``()``: none).
     """
 
     config: FaceCloakConfig = FaceCloakConfig()
     surrogates: tuple = ("mobilefacenet_foamliu",)
     augment: int = 8
     output: str = "original"
+    judges: tuple | None = None
 
 
 class FaceCloakRunner:
@@ -150,16 +160,18 @@ class FaceCloakRunner:
     spans_processes = False
 
     def __init__(self, settings: FaceCloakSettings, detector=None):
+        from jaxprotect.judges.photo_judges import PhotoJudges
         from jaxprotect.registry import load_network
 
         self.settings = settings
         self.detector = detector if detector is not None else load_network("mtcnn")
         self.recognisers, self.params = load_recognisers(settings.surrogates)
+        self.judges = PhotoJudges(settings.judges, self.detector)
 
     def settings_dict(self) -> dict:
         s = self.settings
         return {"config": s.config.to_dict(), "surrogates": list(s.surrogates), "augment": s.augment,
-                "output": s.output}
+                "output": s.output, "judges": None if s.judges is None else list(s.judges)}
 
     def protect(self, tasks, progress, control=None) -> list:
         out = []
@@ -174,8 +186,15 @@ class FaceCloakRunner:
                 report = {"surrogates": list(self.settings.surrogates),
                           "synthetic": cloak.meta.get("synthetic"), "anchors": cloak.meta.get("anchors"),
                           "losses": [float(v) for v in cloak.meta.get("losses", [])]}
+                verdict = None
+                if self.judges and self.settings.output == "original":  # same pixels as the original photo
+                    progress.stage(f"{task.stem}: judging the cloaked face ({', '.join(self.judges.names)}, also "
+                                   f"after JPEG 75)", 1)
+                    names = [spec.partition("=")[0].strip() for spec in self.settings.surrogates]
+                    verdict = self.judges.verdict(task.photo, applied.image, [applied.original_box], names,
+                                                  on_face=progress.step)
                 out.append(_outcome(task, self.settings.config, applied, self.settings.output, self.recognisers,
-                                    self.params, report, seconds))
+                                    self.params, report, seconds, self.judges, verdict))
             except Exception as e:  # noqa: BLE001 - reported by the job, the batch goes on
                 out.append(e)
         return out

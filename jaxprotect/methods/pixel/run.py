@@ -285,7 +285,7 @@ class PixelRunner:
 def build_runner(settings: PixelSettings, detector=None) -> PixelRunner:
     """Load what ``settings`` need (the protector, and the judges for the verdict) and return the runner for
     :func:`~jaxprotect.methods.driver.run_protection`."""
-    from jaxprotect.methods.pixel.judging import PhotoJudges
+    from jaxprotect.judges.photo_judges import PhotoJudges
 
     protector, skipped = build_protector(settings, detector)
     judges = PhotoJudges(settings.judges, protector.detector)
