@@ -23,7 +23,6 @@ import gzip
 import json
 import os
 import re
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -57,16 +56,12 @@ def build(size: int = 1024, modconv: str = "activation"):
 
 
 def timed(fn, runs):
-    fn()
-    fn()
-    walls, cpus = [], []
-    for _ in range(runs):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    return {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus), "walls": walls, "cpus": cpus,
-            "load1": os.getloadavg()[0]}
+    """Medians of ``runs`` calls after the first call and one warm-up (speed_common.measure)."""
+    from speed_common import measure
+
+    m = measure(fn, runs)
+    return {"wall_s": m["wall_median"], "cpu_s": m["cpu_median"], "walls": m["wall_s"], "cpus": m["cpu_s"],
+            "load1": m["load1_after"]}
 
 
 def parts(syn, gp, lpips_apply, lpp, w, noise, real, stride, cfg):

@@ -7,13 +7,14 @@ Thresholds: calibrated at FAR 1% on the unprotected different-person pairs, plus
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+from real_dodging import read_pairs  # noqa: F401 - the experiments' one master.csv reader
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("JAXPROTECT_SHARED", HERE.parent.parent / "shared"))
@@ -26,16 +27,6 @@ TUNE_PHOTOS = ("img3.jpg", "img13.jpg", "img20.jpg", "img6.jpg")
 SURROGATE_SETS = {"mfn": ("mobilefacenet_foamliu",), "ens": ("mobilefacenet_foamliu", "facenet_casia")}
 # the judge each surrogate set may NOT be judged by (it was optimised against)
 SURROGATE_JUDGE = {"mobilefacenet_foamliu": None, "facenet_casia": "facenet_casia"}
-
-
-def read_pairs(path: Path = DEEPFACE / "master.csv"):
-    """(same-person pairs, different-person pairs) from master.csv."""
-    same, diff = [], []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            pair = (row["file_x"].strip(), row["file_y"].strip())
-            (same if row["Decision"].strip().lower() == "yes" else diff).append(pair)
-    return same, diff
 
 
 @dataclasses.dataclass
@@ -64,16 +55,8 @@ class Context:
         photos = {n: read_photo(DEEPFACE / n) for n in names}
         detector = load_network("mtcnn")
         judges = {"dlib": load_judge("dlib"), "facenet_casia": load_judge("facenet_casia", detector)}
-        cache = Path(os.environ.get("PUBLISHABLE_CACHE", "/tmp/publishable_original_embeddings.pkl"))
-        if cache.exists():  # the originals' embeddings: the same every run (judges are deterministic)
-            import pickle
-
-            emb = pickle.loads(cache.read_bytes())
-        else:
-            import pickle
-
-            emb = {j: {n: judge.embed(p) for n, p in photos.items()} for j, judge in judges.items()}
-            cache.write_bytes(pickle.dumps(emb))
+        cache = Path(os.environ.get("PUBLISHABLE_CACHE", "/tmp/publishable_original_embeddings.npz"))
+        emb = original_embeddings(judges, photos, cache)
         thresholds, calibration = {}, {}
         for j, judge in judges.items():
             neg = [judge.score(emb[j][a], emb[j][b]) for a, b in diff if emb[j][a] is not None and emb[j][b] is not None]
@@ -84,6 +67,23 @@ class Context:
         protect_same = [(a, b) for a, b in same if a in set(protect_names)]
         return cls(list(protect_names), photos, protect_same, detector, judges, thresholds, emb,
                    load_network("lpips_alex"), calibration)
+
+
+def original_embeddings(judges: dict, photos: dict, cache: Path) -> dict:
+    """{judge: {photo name: embedding or None}} of the unprotected photos, read from ``cache`` (an npz
+    read without pickle) when it holds every (judge, photo), else computed and written there (the
+    judges are deterministic, so the originals' embeddings are the same every run)."""
+    keys = [f"{j}|{n}" for j in judges for n in photos]
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            if set(json.loads(str(z["index"]))) >= set(keys):
+                return {j: {n: (z[f"{j}|{n}"] if f"{j}|{n}" in z.files else None) for n in photos} for j in judges}
+    emb = {j: {n: judge.embed(p) for n, p in photos.items()} for j, judge in judges.items()}
+    arrays = {f"{j}|{n}": np.asarray(v) for j in emb for n, v in emb[j].items() if v is not None}
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, index=np.asarray(json.dumps(keys)), **arrays)
+    os.replace(tmp, cache)
+    return emb
 
 
 def largest(det) -> int:

@@ -47,7 +47,7 @@ BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 PIXEL_BLOCKS = (2, 3, 4, 6, 8, 12)
 
 
-def read_pairs(path: Path):
+def read_pairs(path: Path = DEEPFACE / "master.csv"):
     """(same-person pairs, different-person pairs) from master.csv (file_x, file_y, Decision)."""
     same, diff = [], []
     with open(path, newline="") as f:
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     load_start = os.getloadavg()
-    same, diff = read_pairs(DEEPFACE / "master.csv")
+    same, diff = read_pairs()
     names = sorted({n for p in same + diff for n in p})
     photos = {n: read_photo(DEEPFACE / n) for n in names}
     detector = load_network("mtcnn")

@@ -190,9 +190,8 @@ class FaceCloakRunner:
                 if self.judges and self.settings.output == "original":  # same pixels as the original photo
                     progress.stage(f"{task.stem}: judging the cloaked face ({', '.join(self.judges.names)}, also "
                                    f"after JPEG 75)", 1)
-                    names = [spec.partition("=")[0].strip() for spec in self.settings.surrogates]
-                    verdict = self.judges.verdict(task.photo, applied.image, [applied.original_box], names,
-                                                  on_face=progress.step)
+                    verdict = self.judges.verdict(task.photo, applied.image, [applied.original_box],
+                                                  [r.name for r in self.recognisers], on_face=progress.step)
                 out.append(_outcome(task, self.settings.config, applied, self.settings.output, self.recognisers,
                                     self.params, report, seconds, self.judges, verdict))
             except Exception as e:  # noqa: BLE001 - reported by the job, the batch goes on
