@@ -277,7 +277,7 @@ def facecloak_settings(args):
     config = FaceCloakConfig(mode=g(args, "mode"), loss=g(args, "loss"),
                              **({} if args.steps is None else {"epochs": args.steps}),
                              **({} if eps is None else {"eps_levels": eps}))
-    return FaceCloakSettings(config=config, surrogates=_surrogates(args) or ("mobilefacenet_foamliu",),
+    return FaceCloakSettings(config=config, surrogates=_surrogates(args) or FaceCloakSettings.surrogates,
                              augment=g(args, "augment"), output="resized" if g(args, "resized") else "original",
                              judges=_judges(args))
 
