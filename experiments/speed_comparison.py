@@ -27,8 +27,10 @@ original side needs (CPU instead of ``.cuda()``, offline stand-ins for downloads
 import work-around) are applied at run time by ``speed_original.py`` and listed in the results.
 
 ``--allocator jemalloc`` (default) preloads jemalloc (Debian ``libjemalloc2``) in BOTH sides with the
-setting each side was tuned with (PyTorch: ``dirty_decay_ms:-1,muzzy_decay_ms:-1`` as the spec's
-baseline; XLA: ``oversize_threshold:0`` as the README); ``glibc`` uses the default allocator.
+same setting, ``dirty_decay_ms:-1,muzzy_decay_ms:-1`` (freed pages are kept for reuse; the spec's
+baseline for PyTorch; for jaxprotect it measured as fast or faster than ``oversize_threshold:0`` with a
+lower peak on the CLIP2Protect steps, ``experiments/results/speed_env_ab.md``); ``glibc`` uses the
+default allocator.
 
 ``--device cuda`` measures the same on a GPU at ``--batches`` (default 1,8,32 there): both sides on
 the device, JAX with ``JAX_PLATFORMS=cuda`` and preallocation off, a time budget (``--budget-s``,
@@ -58,7 +60,7 @@ from speed_common import RESULT_PREFIX  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"  # Debian package libjemalloc2
-MALLOC_CONF = {"original": "dirty_decay_ms:-1,muzzy_decay_ms:-1", "jaxprotect": "oversize_threshold:0"}
+MALLOC_CONF = {"original": "dirty_decay_ms:-1,muzzy_decay_ms:-1", "jaxprotect": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
 STAGES = ("stylegan2_forward", "stylegan2_forward_backward", "search_step", "finetune_step", "tipim_step", "mtcnn")
 LABELS = {
     "stylegan2_forward": "StyleGAN2 forward",

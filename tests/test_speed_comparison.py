@@ -76,3 +76,19 @@ def test_ratios_pipeline_and_targets_in_the_report():
     assert "| CLIP2Protect fine-tuning step >= 2.5x | 3.00x wall (3.00x CPU) | yes |" in text
     assert "CLIP2Protect search step >= 5.0x | 6.00x wall" in text
     assert "- p1" in text and "3.88x wall" in text  # pipeline: 1650 s / 425 s
+
+
+def test_env_ab_parses_variants_and_pools_the_rounds():
+    import speed_env_ab as ab
+
+    assert ab.parse_variant("base=") == ("base", {})
+    assert ab.parse_variant("x=XLA_FLAGS=--a=b,c;MALLOC_CONF=dirty_decay_ms:-1") == (
+        "x", {"XLA_FLAGS": "--a=b,c", "MALLOC_CONF": "dirty_decay_ms:-1"})
+    rec = lambda walls, peak: {"wall_s": walls, "cpu_s": [2 * w for w in walls], "vmhwm_kib": peak,  # noqa: E731
+                               "load1_start": 1.0}
+    data = {"when": "now", "rounds": 2, "runs": 2, "variants": [{"label": "a", "env": {}}],
+            "rows": [{"stage": "finetune_step", "variant": "a",
+                      "results": [rec([1.0, 3.0], 2**20), rec([2.0, 5.0], 2 * 2**20)]}]}
+    line = next(ln for ln in ab.markdown(data).splitlines() if ln.startswith("| finetune_step"))
+    # median of the 4 pooled calls, min-max, CPU median, the larger peak in GiB
+    assert line == "| finetune_step | a | 2.500 (1.000-5.000) | 5.00 | 2.00 | 1.0-1.0 |"

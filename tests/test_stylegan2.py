@@ -126,6 +126,23 @@ def test_matmul_weight_gradient_equals_autodiff_of_the_convolution(k, stride):
     np.testing.assert_allclose(out[1], full, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("stride", [1, 4])
+def test_tap_major_layout_gives_the_same_convolution_and_gradients(stride):
+    # the fine-tuning step's weight mode keeps kernels as (k, k, O, I)
+    rng = np.random.default_rng(7 + stride)
+    x = jnp.asarray(rng.standard_normal((1, 8, 8, 5)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((4, 5, 3, 3)), jnp.float32)
+    r = jnp.asarray(rng.standard_normal((1, 8 // stride, 8 // stride, 4)), jnp.float32)
+    w_tap = jnp.transpose(w, (2, 3, 0, 1))
+    np.testing.assert_allclose(ops._conv_same(x, w_tap, stride, layout="HWOI"), ops._xla_conv_same(x, w, stride),
+                               rtol=1e-6, atol=1e-5)
+    ref = jax.grad(lambda x, w: jnp.sum(r * ops._xla_conv_same(x, w, stride)), argnums=(0, 1))(x, w)
+    out = jax.jit(jax.grad(lambda x, w: jnp.sum(r * ops._conv_same(x, w, stride, layout="HWOI")), argnums=(0, 1)))(
+        x, w_tap)
+    np.testing.assert_allclose(out[0], ref[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[1], jnp.transpose(ref[1], (2, 3, 0, 1)), rtol=1e-5, atol=1e-4)
+
+
 def test_matmul_weight_gradient_under_vmap():
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.standard_normal((3, 1, 6, 6, 2)), jnp.float32)

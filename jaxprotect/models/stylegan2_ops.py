@@ -204,19 +204,20 @@ def equal_linear(x: jax.Array, weight: jax.Array, bias: jax.Array, lr_mul: float
     return y + bias * lr_mul
 
 
-def _xla_conv_same(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
-    p = w.shape[2] // 2
+def _xla_conv_same(x: jax.Array, w: jax.Array, stride: int, layout: str = "OIHW") -> jax.Array:
+    p = w.shape[layout.index("H")] // 2
     return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)),
-                                    dimension_numbers=("NHWC", "OIHW", "NHWC"))
+                                    dimension_numbers=("NHWC", layout, "NHWC"))
 
 
-def conv_weight_grad(x: jax.Array, g: jax.Array, k: int, stride: int = 1) -> jax.Array:
-    """Gradient w.r.t. w (O, I, k, k) of ``sum(g * conv_same(x, w, stride))``, as k*k matrix products.
+def conv_weight_grad(x: jax.Array, g: jax.Array, k: int, stride: int = 1, layout: str = "OIHW") -> jax.Array:
+    """Gradient w.r.t. w of ``sum(g * conv_same(x, w, stride))``, as k*k matrix products.
 
     ``x`` [N, H, W, I], ``g`` [N, H/s, W/s, O] (the output's cotangent). Tap (a, b) is
     ``g^T @ x_pad[:, a::s, b::s]`` contracted over (N, h, w): one (O, I) matrix product on a shifted
     view of the padded input. XLA's CPU weight-gradient convolution runs on one thread and took
-    3-4x as long at the generator's sizes (``experiments/results/finetune_profile.md``).
+    3-4x as long at the generator's sizes (``experiments/results/finetune_profile.md``). Returns
+    (O, I, k, k), or (k, k, O, I) with ``layout="HWOI"``.
     """
     p = k // 2
     n, ho, wo, _ = g.shape
@@ -227,46 +228,52 @@ def conv_weight_grad(x: jax.Array, g: jax.Array, k: int, stride: int = 1) -> jax
             view = lax.slice(xp, (0, a, b, 0), (n, a + stride * (ho - 1) + 1, b + stride * (wo - 1) + 1, xp.shape[3]),
                              (1, stride, stride, 1))
             taps.append(jnp.einsum("nhwo,nhwi->oi", g, view))
+    if layout == "HWOI":  # taps stacked on the leading axis: contiguous blocks, no strided stack
+        return jnp.stack(taps, axis=0).reshape(k, k, g.shape[-1], x.shape[-1])
     return jnp.stack(taps, axis=-1).reshape(g.shape[-1], x.shape[-1], k, k)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv_same_matmul_wgrad(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
-    """XLA's 'same' convolution (x [N, H, W, I], w (O, I, k, k), odd k, ``stride``) whose weight
-    gradient is :func:`conv_weight_grad` (matrix products) instead of XLA's convolution backward.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_same_matmul_wgrad(x: jax.Array, w: jax.Array, stride: int = 1, layout: str = "OIHW") -> jax.Array:
+    """XLA's 'same' convolution (x [N, H, W, I], w (O, I, k, k), or (k, k, O, I) with ``layout="HWOI"``;
+    odd k, ``stride``) whose weight gradient is :func:`conv_weight_grad` (matrix products) instead
+    of XLA's convolution backward.
 
     Values and the input gradient are XLA's; unused cotangents are removed by XLA, so a backward
     pass that only needs the input gradient (a latent search) pays nothing for the weight one.
     """
-    return _xla_conv_same(x, w, stride)
+    return _xla_conv_same(x, w, stride, layout)
 
 
-def _conv_same_fwd(x, w, stride):
-    return _xla_conv_same(x, w, stride), (x, w)
+def _conv_same_fwd(x, w, stride, layout):
+    return _xla_conv_same(x, w, stride, layout), (x, w)
 
 
-def _conv_same_bwd(stride, res, g):
+def _conv_same_bwd(stride, layout, res, g):
     x, w = res
-    dx = jax.vjp(lambda x_: _xla_conv_same(x_, w, stride), x)[1](g)[0]
-    return dx, conv_weight_grad(x, g, w.shape[2], stride).astype(w.dtype)
+    dx = jax.vjp(lambda x_: _xla_conv_same(x_, w, stride, layout), x)[1](g)[0]
+    k = w.shape[layout.index("H")]
+    return dx, conv_weight_grad(x, g, k, stride, layout).astype(w.dtype)
 
 
 conv_same_matmul_wgrad.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
-def _conv_same(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
-    """'same' correlation of x [N, H, W, I] with w (O, I, k, k), odd k (XLA picks the weight layout).
+def _conv_same(x: jax.Array, w: jax.Array, stride: int = 1, layout: str = "OIHW") -> jax.Array:
+    """'same' correlation of x [N, H, W, I] with w (O, I, k, k) (``layout="OIHW"``) or (k, k, O, I)
+    (``"HWOI"``), odd k.
 
     ``stride`` s > 1 evaluates it only at rows and columns 0, s, 2s, ... (= the full result
     ``[:, ::s, ::s]``, without computing the rest); H and W must be multiples of s. The weight
     gradient is computed as matrix products (:func:`conv_same_matmul_wgrad`).
     """
-    k = w.shape[2]
+    k = w.shape[layout.index("H")]
     if k == 1:
-        return jnp.einsum("nhwi,oi->nhwo", x[:, ::stride, ::stride], w[:, :, 0, 0])
+        w2 = w[0, 0] if layout == "HWOI" else w[:, :, 0, 0]
+        return jnp.einsum("nhwi,oi->nhwo", x[:, ::stride, ::stride], w2)
     if x.shape[1] % stride or x.shape[2] % stride:
         raise ValueError(f"stride {stride} does not divide the input size {x.shape[1:3]}")
-    return conv_same_matmul_wgrad(x, w, stride)
+    return conv_same_matmul_wgrad(x, w, stride, layout)
 
 
 def _phase_taps(k: int, p: int) -> list[int]:
@@ -396,13 +403,19 @@ def modulated_conv2d(
     base = scale * weight[0]  # (O, I, k, k), upstream `self.scale * self.weight`
 
     if mode == "weight":
-        wmod = base[None] * style[:, None, :, None, None]  # (N, O, I, k, k)
-        if demodulate:
-            wmod = wmod * lax.rsqrt(jnp.sum(wmod * wmod, axis=(2, 3, 4)) + 1e-8)[:, :, None, None, None]
         if upsample:
+            wmod = base[None] * style[:, None, :, None, None]  # (N, O, I, k, k)
+            red, o_axis = (2, 3, 4), 1
             op = lambda xi, wi: conv_transpose2x_blur(xi, wi, blur_kernel)  # noqa: E731
         else:
-            op = functools.partial(_conv_same, stride=stride)
+            # tap-major (k, k, O, I): the weight gradient's per-tap products stack into contiguous
+            # blocks and the modulation runs along the minor axis (~2% of a fine-tuning step)
+            wmod = jnp.transpose(base, (2, 3, 0, 1))[None] * style[:, None, None, None, :]
+            red, o_axis = (1, 2, 4), 3
+            op = functools.partial(_conv_same, stride=stride, layout="HWOI")
+        if demodulate:
+            d = lax.rsqrt(jnp.sum(wmod * wmod, axis=red) + 1e-8)  # (N, O)
+            wmod = wmod * jnp.expand_dims(d, tuple(ax for ax in range(1, 5) if ax != o_axis))
         if x.shape[0] == 1:
             return op(x, wmod[0])
         return jax.vmap(lambda xi, wi: op(xi[None], wi)[0])(x, wmod)
