@@ -234,3 +234,28 @@ def test_pyramid_packing_places_levels_apart_on_even_origins():
         used[y:y + sh + 2, x:x + sw + 2] += 1
     assert used.max() == 1
     assert sum(a * b for a, b in sizes) / (h * w) > 0.75
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 37, 100, 293, 1024, 1500, 2100])
+def test_crop_batches_cover_every_crop_with_bounded_padding(n):
+    from jaxprotect.detect.mtcnn_cascade import _BATCHES, _chunk_sizes
+
+    chunks = _chunk_sizes(n)
+    assert sum(count for count, _ in chunks) == n
+    assert all(size in _BATCHES and 0 < count <= size for count, size in chunks)
+    padded = sum(size for _, size in chunks)
+    assert padded <= max(1.5 * n, _BATCHES[0]) + _BATCHES[0]
+
+
+def test_chunked_r_net_equals_one_padded_batch(params):
+    from jaxprotect.detect.mtcnn_cascade import _rnet, _run_batched
+
+    crops = np.random.default_rng(1).uniform(-1, 1, (293, 24, 24, 3)).astype(np.float32)
+    with jax.default_matmul_precision("highest"):
+        got = _run_batched(_rnet, params["rnet"], crops)
+        padded = np.zeros((1024, 24, 24, 3), np.float32)
+        padded[:293] = crops
+        want = [np.asarray(o)[:293] for o in _rnet(params["rnet"], padded)]
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, atol=1e-6)

@@ -7,7 +7,7 @@ numpy (``mtcnn_boxes``), bit-faithful to the upstream float32 tensor code.
 
 Shapes are bucketed so that photos of different sizes compile a handful of programs: the
 pyramid levels are packed into one canvas of a bucketed size (``mtcnn_pyramid``), R-/O-Net
-batches are padded to 64, 256 or 1024 crops.
+crops run in chunks of 16, 64, 256 or 1024 (:func:`_chunk_sizes`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from jaxprotect.detect.mtcnn_pyramid import build_canvas, pyramid_scales
 __all__ = ["Detections", "detect_faces", "DEFAULTS"]
 
 DEFAULTS = {"min_face_size": 20, "thresholds": (0.6, 0.7, 0.7), "factor": 0.709}
-_BATCHES = (64, 256, 1024)  # R-/O-Net batch sizes (upstream uses chunks of 512; results do not depend on it)
+_BATCHES = (16, 64, 256, 1024)  # R-/O-Net batch sizes (upstream uses chunks of 512; results do not depend on it)
 
 
 class Detections(NamedTuple):
@@ -39,8 +39,23 @@ class Detections(NamedTuple):
     landmarks: np.ndarray
 
 
-def _batch_size(n: int) -> int:
-    return next((b for b in _BATCHES if b >= n), _BATCHES[-1])
+def _chunk_sizes(n: int) -> list[tuple[int, int]]:
+    """Split n crops into (crops, padded batch) chunks of the bucketed sizes, padding at most ~1.5x.
+
+    A bucket that would more than 1.5x the remaining crops gives way to the largest bucket that
+    fits (293 crops: 256 + 16 + 16 + 16 padded from 5, not one batch of 1024).
+    """
+    chunks = []
+    while n > 0:
+        fit = next((b for b in _BATCHES if b >= n), None)
+        below = [b for b in _BATCHES if b <= n]
+        if fit is not None and (fit <= 1.5 * n or not below):
+            chunks.append((n, fit))
+            break
+        take = below[-1]
+        chunks.append((take, take))
+        n -= take
+    return chunks
 
 
 @jax.jit
@@ -66,12 +81,13 @@ def _run_batched(fn, params, crops: np.ndarray):
     """Run a fixed-size net on [k, S, S, 3] crops in padded chunks of a bucketed size; numpy outputs."""
     if len(crops) == 0:  # every box fell outside the photo: empty outputs of the right widths
         return [np.asarray(o)[:0] for o in fn(params, np.zeros((_BATCHES[0],) + crops.shape[1:], np.float32))]
-    outs = []
-    for start in range(0, len(crops), _BATCHES[-1]):
-        chunk = crops[start : start + _BATCHES[-1]]
-        padded = np.zeros((_batch_size(len(chunk)),) + chunk.shape[1:], np.float32)
-        padded[: len(chunk)] = chunk
-        outs.append([np.asarray(o)[: len(chunk)] for o in fn(params, padded)])
+    pending, start = [], 0
+    for count, size in _chunk_sizes(len(crops)):
+        padded = np.zeros((size,) + crops.shape[1:], np.float32)
+        padded[:count] = crops[start : start + count]
+        pending.append((count, fn(params, padded)))  # dispatched; read back below
+        start += count
+    outs = [[np.asarray(o)[:count] for o in out] for count, out in pending]
     return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
 
