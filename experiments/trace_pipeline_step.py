@@ -1,0 +1,77 @@
+"""Where a CLIP2Protect step's time goes, traced through the pipeline's own compiled program.
+
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \
+        .venv/bin/python experiments/trace_pipeline_step.py finetune_step /tmp/trace_ft
+
+Builds the stage exactly as ``speed_comparison.py``'s jaxprotect side does (``speed_jaxprotect``:
+``runtime.compiled``, donated state, full size, batch 1), times 3 calls after 2 warm-ups, traces 2
+more with ``jax.profiler`` and prints the XLA thunk time per call summed by kind: weight-gradient
+products (a dot whose output is kernel-sized), other products, convolutions, layout copies, pads and
+slices, other fusions. The numbers in ``results/finetune_profile.md`` section 4 come from this.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from profile_finetune import describe_op, top_ops  # noqa: E402
+
+OPTS = {"device": "cpu", "batch": 1, "runs": 3, "warmup": 1, "clip2protect": None, "tipim": None,
+        "sizes": {"quick": False, "g_size": 1024, "g_cm": 2, "loss_size": 256, "tipim_targets": 10, "mtcnn_size": None}}
+
+
+def kind_of(name: str, desc: str) -> str:
+    """The kind of one traced XLA op from its name and :func:`describe_op` text."""
+    base = re.sub(r"\.\d+$", "", name)
+    if base != "ynn_fusion":
+        if base.startswith(("copy", "transpose")) or "copy" in base:
+            return "layout copies / transposes"
+        if "pad" in base or "slice" in base:
+            return "pads / slices"
+        return "other fusions"
+    if "convolution" in desc:
+        return "convolutions (forward, input gradient)"
+    m = re.search(r"dot f32\[(\d+),(\d+)\]", desc)
+    if m and int(m.group(1)) * int(m.group(2)) <= 512 * 512 * 9:
+        return "kernel-sized products (weight gradients)"
+    return "other products" if " dot " in desc else "other library fusions"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    stage, out = argv[0], argv[1]
+    import jax
+
+    import speed_jaxprotect as sj
+    from jaxprotect import runtime
+
+    call, _ = sj.STAGES[stage](OPTS)
+    call()
+    call()
+    walls = []
+    for _ in range(3):
+        t = time.perf_counter()
+        call()
+        walls.append(time.perf_counter() - t)
+    print("wall s per call:", [round(w, 3) for w in walls])
+    with jax.profiler.trace(out):
+        call()
+        call()
+    hlo = list(runtime._COMPILED.values())[-1].as_text()
+    per_kind = defaultdict(float)
+    for name, ms, _ in top_ops(out, None):
+        per_kind[kind_of(name, describe_op(hlo, name))] += ms / 2
+    for kind, ms in sorted(per_kind.items(), key=lambda kv: -kv[1]):
+        print(f"{ms:8.1f} ms/call  {kind}")
+    print(f"{sum(per_kind.values()):8.1f} ms/call  summed thunk time")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
