@@ -117,7 +117,8 @@ def _git_commit(path: str | None) -> str | None:
         return "unknown (not a git checkout)"
 
 
-def _env(side: str, args) -> dict:
+def _env(side: str, args, extra: dict | None = None) -> dict:
+    """The worker's environment: this one, the allocator for ``side``, then ``extra`` (which wins)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if args.allocator == "jemalloc":
@@ -131,6 +132,7 @@ def _env(side: str, args) -> dict:
         env["JAX_PLATFORMS"] = "cpu" if args.device == "cpu" else "cuda"
         if args.device != "cpu":
             env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    env.update(extra or {})
     return env
 
 
@@ -138,8 +140,9 @@ def _allocator_note(side: str, args) -> str:
     return f"jemalloc ({MALLOC_CONF[side]})" if args.allocator == "jemalloc" else "glibc malloc"
 
 
-def run_side(stage: str, side: str, batch: int, args) -> dict:
-    """Run one worker process; returns its result, or a dict with ``error``/``skipped``."""
+def run_side(stage: str, side: str, batch: int, args, extra_env: dict | None = None) -> dict:
+    """Run one worker process (``extra_env`` set last in its environment); returns its result, or a
+    dict with ``error``/``skipped``."""
     opts = {"device": args.device, "batch": batch, "runs": args.runs, "warmup": 1,
             "sizes": QUICK if args.quick else FULL, "clip2protect": args.clip2protect, "tipim": args.tipim}
     python = args.upstream_python if side == "original" and args.upstream_python else sys.executable
@@ -147,7 +150,7 @@ def run_side(stage: str, side: str, batch: int, args) -> dict:
     load = os.getloadavg()[0]
     t = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_env(side, args),
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_env(side, args, extra_env),
                               timeout=args.timeout_s)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {args.timeout_s} s", "load1_start": load}

@@ -6,8 +6,8 @@
         --variant "jemalloc keeps dirty pages=MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1" \
         --out experiments/results/speed_env_ab.md
 
-Each variant is ``label=VAR=value;VAR=value`` (empty: the harness's own environment: jemalloc with
-``oversize_threshold:0``). Every (round, stage, variant) runs the stage's worker in a fresh process,
+Each variant is ``label=VAR=value;VAR=value``, set last in the worker's environment (empty: the
+harness's own, jemalloc with its ``MALLOC_CONF``). Every (round, stage, variant) runs the stage's worker in a fresh process,
 variants in alternating order, so load drifts hit all of them alike. Records the median, min and max
 wall and CPU seconds per call over the rounds, and the process's peak resident memory.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -44,20 +43,7 @@ def run(args) -> dict:
         order = variants if r % 2 == 0 else variants[::-1]
         for stage in args.stages:
             for label, env in order:
-                saved = {k: os.environ.get(k) for k in env}
-                os.environ.update(env)
-                default_conf = sc.MALLOC_CONF["jaxprotect"]
-                # the harness sets MALLOC_CONF itself when it preloads jemalloc
-                sc.MALLOC_CONF["jaxprotect"] = env.get("MALLOC_CONF", default_conf)
-                try:
-                    res = sc.run_side(stage, "jaxprotect", 1, args)
-                finally:
-                    sc.MALLOC_CONF["jaxprotect"] = default_conf
-                    for k, v in saved.items():
-                        if v is None:
-                            os.environ.pop(k, None)
-                        else:
-                            os.environ[k] = v
+                res = sc.run_side(stage, "jaxprotect", 1, args, extra_env=env)
                 if "error" in res:
                     raise SystemExit(f"{stage} / {label}: {res['error'][-800:]}")
                 rows[(stage, label)].append(res)
@@ -92,11 +78,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
-    args.stages = args.stages.split(",")
-    # what sc.run_side reads from the harness's arguments
-    args.device, args.quick, args.clip2protect, args.tipim = "cpu", False, None, None
-    args.upstream_python, args.allocator, args.pythonpath, args.timeout_s = None, "jemalloc", [], 1800
+    ours = ap.parse_args(argv)
+    # the harness's own defaults (full sizes, CPU, jemalloc, its timeout) for what run_side reads
+    args = sc.parse_args(["--stages", ours.stages, "--runs", str(ours.runs), "--rounds", str(ours.rounds)])
+    args.variant, args.out = ours.variant, ours.out
     data = run(args)
     text = markdown(data)
     print(text)

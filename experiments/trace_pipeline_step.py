@@ -21,9 +21,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from profile_finetune import describe_op, top_ops  # noqa: E402
+from speed_comparison import FULL  # noqa: E402
 
-OPTS = {"device": "cpu", "batch": 1, "runs": 3, "warmup": 1, "clip2protect": None, "tipim": None,
-        "sizes": {"quick": False, "g_size": 1024, "g_cm": 2, "loss_size": 256, "tipim_targets": 10, "mtcnn_size": None}}
+OPTS = {"device": "cpu", "batch": 1, "runs": 3, "warmup": 1, "clip2protect": None, "tipim": None, "sizes": FULL}
 
 
 def kind_of(name: str, desc: str) -> str:

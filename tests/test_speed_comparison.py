@@ -92,3 +92,12 @@ def test_env_ab_parses_variants_and_pools_the_rounds():
     line = next(ln for ln in ab.markdown(data).splitlines() if ln.startswith("| finetune_step"))
     # median of the 4 pooled calls, min-max, CPU median, the larger peak in GiB
     assert line == "| finetune_step | a | 2.500 (1.000-5.000) | 5.00 | 2.00 | 1.0-1.0 |"
+
+
+def test_extra_env_is_set_last_in_the_worker_environment():
+    args = sc.parse_args(["--allocator", "glibc", "--stages", "mtcnn"])
+    env = sc._env("jaxprotect", args, {"MALLOC_CONF": "dirty_decay_ms:0", "JAX_PLATFORMS": "cpu,x"})
+    assert env["MALLOC_CONF"] == "dirty_decay_ms:0" and env["JAX_PLATFORMS"] == "cpu,x"
+    jemalloc = sc.parse_args(["--allocator", "jemalloc", "--stages", "mtcnn"])
+    if __import__("os").path.exists(sc.JEMALLOC):  # the allocator's own setting gives way to the extra one
+        assert sc._env("jaxprotect", jemalloc, {"MALLOC_CONF": "x"})["MALLOC_CONF"] == "x"
