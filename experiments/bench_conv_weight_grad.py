@@ -6,7 +6,10 @@ x, g [1, H, H, C], w (C, C, 3, 3). Variants: ``xla_fwd`` (the forward, for scale
 (jax.vjp of lax.conv w.r.t. w: XLA's weight-gradient convolution), ``im2col9`` (one matrix product
 with the 9 shifted copies side by side), ``cols3`` (3 column shifts, 3 products), ``shift9`` (9
 products on shifted views: what ``stylegan2_ops.conv_weight_grad`` does), ``flat9`` / ``flat9_split2``
-(padded-width flat layout, contiguous row slices). Prints median wall and process CPU ms of 3 calls
+(padded-width flat layout, contiguous row slices), ``shift9_2d`` (shift9 with each product a 2-D
+dot contracting the pixel axis), ``rows3_2d`` (``stylegan2_ops._weight_grad_shifted_rows``: 3 column
+shifts of g side by side, one 2-D product per row offset), ``library`` (``conv_weight_grad`` as
+shipped, which picks by layer width). Prints median wall and process CPU ms of 3 calls
 after a warm-up, the relative difference from XLA's gradient, and the load average.
 """
 import time, sys, os, statistics
@@ -62,9 +65,22 @@ def flat9_split(x, g, parts=2):
             xs = lax.slice_in_dim(xp, a*(wd+2)+b, a*(wd+2)+b+L, axis=1).reshape(n, parts, L//parts, i)
             dws.append(jnp.einsum("nspo,nspi->oi", gp, xs))
     return jnp.stack(dws, -1).reshape(o, i, 3, 3)
+def shift9_2d(x, g):
+    n, h, wd, i = x.shape
+    xp = jnp.pad(x, ((0,0),(1,1),(1,1),(0,0)))
+    g2 = g.reshape(-1, g.shape[-1])
+    dws = [lax.dot_general(g2, xp[:, a:a+h, b:b+wd].reshape(-1, i), (((0,), (0,)), ((), ()))) for a in range(3) for b in range(3)]
+    return jnp.stack(dws, -1).reshape(-1, i, 3, 3)
+def rows3_2d(x, g):
+    from jaxprotect.models.stylegan2_ops import _weight_grad_shifted_rows
+    return jnp.moveaxis(_weight_grad_shifted_rows(x, g, 3), 0, -1).reshape(g.shape[-1], x.shape[-1], 3, 3)
+def library(x, g):
+    from jaxprotect.models.stylegan2_ops import conv_weight_grad
+    return conv_weight_grad(x, g, 3)
 ref = jax.jit(xla_wgrad)(x, g)
 fns = {"xla_fwd": (xla_fwd, (x, w)), "xla_wgrad": (xla_wgrad, (x, g)), "im2col9": (im2col9, (x, g)), "cols3": (cols3, (x, g)),
-       "shift9": (shift9, (x, g)), "flat9": (flat9, (x, g)), "flat9_split2": (flat9_split, (x, g))}
+       "shift9": (shift9, (x, g)), "flat9": (flat9, (x, g)), "flat9_split2": (flat9_split, (x, g)),
+       "shift9_2d": (shift9_2d, (x, g)), "rows3_2d": (rows3_2d, (x, g)), "library": (library, (x, g))}
 for name in (sys.argv[3].split(",") if len(sys.argv) > 3 else fns):
     f, a = fns[name]
     fj = jax.jit(f)

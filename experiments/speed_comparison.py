@@ -175,6 +175,7 @@ def _pool(results: list[dict]) -> dict:
         cpu_median=statistics.median(cpus), cpu_min=min(cpus), cpu_max=max(cpus),
         vmhwm_kib=max(r["vmhwm_kib"] for r in ok), rounds=len(ok),
         vmhwm_steps_kib=max((r.get("vmhwm_steps_kib") or -1) for r in ok),
+        vmhwm_best_kib=min(r["vmhwm_kib"] for r in ok),
         load1=[min(r["load1_before"] for r in ok), max(r["load1_after"] for r in ok)],
         first_call=ok[0]["first_call"], first_calls=[r["first_call"] for r in ok],
     )
@@ -267,8 +268,8 @@ def ratios(row: dict) -> dict:
     ob, jb = o.get("batch", 1), row["batch"]
     out = {"wall": (o["wall_median"] / ob) / (j["wall_median"] / jb), "cpu": (o["cpu_median"] / ob) / (j["cpu_median"] / jb),
            "memory": j["vmhwm_kib"] / o["vmhwm_kib"]}
-    if (o.get("vmhwm_steps_kib") or -1) > 0 and (j.get("vmhwm_steps_kib") or -1) > 0:
-        out["memory_steps"] = j["vmhwm_steps_kib"] / o["vmhwm_steps_kib"]
+    if "vmhwm_best_kib" in o and "vmhwm_best_kib" in j:
+        out["memory_best"] = j["vmhwm_best_kib"] / o["vmhwm_best_kib"]
     if "device_peak_bytes" in o and "device_peak_bytes" in j and o["device_peak_bytes"] > 0:
         out["device_memory"] = j["device_peak_bytes"] / o["device_peak_bytes"]
     return out
@@ -305,8 +306,8 @@ def _cell(rec: dict, batch: int) -> tuple[str, str, str]:
     wall = f"{rec['wall_median']:.3f}{per} ({rec['wall_min']:.3f}–{rec['wall_max']:.3f})"
     cpu = f"{rec['cpu_median']:.2f}"
     mem = f"{rec['vmhwm_kib'] / 2**20:.2f}"
-    if (rec.get("vmhwm_steps_kib") or -1) > 0:
-        mem += f" ({rec['vmhwm_steps_kib'] / 2**20:.2f})"
+    if "vmhwm_best_kib" in rec:
+        mem += f" ({rec['vmhwm_best_kib'] / 2**20:.2f})"
     if "device_peak_bytes" in rec:
         mem += f" / {rec['device_peak_bytes'] / 2**30:.2f} dev"
     return wall, cpu, mem
@@ -318,7 +319,7 @@ def _load_end(m: dict) -> str:
 
 
 def _steps(r: dict) -> str:
-    return f" ({r['memory_steps']:.2f})" if "memory_steps" in r else ""
+    return f" ({r['memory_best']:.2f})" if "memory_best" in r else ""
 
 
 def markdown(data: dict) -> str:
@@ -329,9 +330,10 @@ def markdown(data: dict) -> str:
              f"ran in its own fresh process: set-up, first call (compilation), 1 warm-up, {m['runs']} timed calls"
              f"{', pooled over ' + str(m['rounds']) + ' rounds run in alternating order' if m['rounds'] > 1 else ''}. "
              "Wall = median (min–max) seconds per call; CPU = median process CPU seconds per call (all threads); "
-             "peak = VmHWM of that process in GiB, set-up and compilation included (in brackets: the peak during the "
-             "timed calls alone, VmHWM reset before them). Ratios are original / jaxprotect per photo; memory = "
-             "jaxprotect / original (process peak; steps peak in brackets). "
+             "peak = VmHWM of that process in GiB, set-up and compilation included, the worst round (in brackets: "
+             "the best round; on jaxprotect's side a round's peak sometimes holds a second copy of XLA's scratch "
+             "buffer, which jemalloc then keeps). Ratios are original / jaxprotect per photo; memory = "
+             "jaxprotect / original (worst rounds; best rounds in brackets). "
              f"Load average (1 min) at start {m['load_at_start'][0]:.2f}, at end {_load_end(m)}; per row below.", ""]
     loads = [v for row in data["rows"] for side in ("original", "jaxprotect") for v in row.get(side, {}).get("load1", [])]
     if loads and max(loads) > 2.5:
@@ -391,7 +393,7 @@ def markdown(data: dict) -> str:
             got_text = f"{got:.2f}x wall ({r['cpu']:.2f}x CPU)" if got else "not measured"
             met = got >= want if got else None
         lines.append(f"| {name} | {got_text} | {'yes' if met else ('no' if met is False else '–')} |")
-    for key, what in (("memory", "process peak"), ("memory_steps", "peak during the steps")):
+    for key, what in (("memory", "worst round"), ("memory_best", "best round")):
         mem = {LABELS[r["stage"]]: ratios(r)[key] for r in data["rows"] if r["batch"] == 1 and key in ratios(r)}
         if mem:
             detail = ", ".join(f"{k} {v:.2f}" for k, v in mem.items())

@@ -42,7 +42,9 @@ def stage_stylegan2(opts: dict, backward: bool):
     else:
         loss = lambda p, w, n: jnp.mean(g.synthesis_apply(p, w, n) ** 2)  # noqa: E731
         fn = jax.jit(jax.value_and_grad(loss, argnums=(1, 2)))
-    exe = fn.lower(g.params, w, nz).compile()
+    from jaxprotect.runtime import compiled
+
+    exe = compiled(fn, g.params, w, nz)  # as the pipeline compiles: the compiler's memory handed back
     return (lambda: jax.block_until_ready(exe(g.params, w, nz))), {
         "what": "synthesis forward" if not backward else "mean(G^2) value and gradient w.r.t. W+ and all noise maps",
         "xla_temp_gib": _temp_gib(exe)}

@@ -101,12 +101,15 @@ def test_modulated_conv2d(mode, k, demodulate, upsample):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("path", ["skinny", "einsum"])
 @pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (3, 4), (5, 1)])
-def test_matmul_weight_gradient_equals_autodiff_of_the_convolution(k, stride):
+def test_matmul_weight_gradient_equals_autodiff_of_the_convolution(k, stride, path, monkeypatch):
+    # skinny: per-tap 2-D products (shifted rows at stride 1); einsum: XLA's 4-D contraction (wide layers)
+    monkeypatch.setattr(ops, "_SKINNY_WGRAD", 0 if path == "einsum" else 4096)
     rng = np.random.default_rng(k * 10 + stride)
-    x = jnp.asarray(rng.standard_normal((2, 8, 8, 5)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((2, 8, 12, 5)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((4, 5, k, k)), jnp.float32)
-    r = jnp.asarray(rng.standard_normal((2, 8 // stride, 8 // stride, 4)), jnp.float32)
+    r = jnp.asarray(rng.standard_normal((2, 8 // stride, 12 // stride, 4)), jnp.float32)
 
     def plain(x, w):
         return jnp.sum(r * ops._xla_conv_same(x, w, stride))
@@ -121,7 +124,7 @@ def test_matmul_weight_gradient_equals_autodiff_of_the_convolution(k, stride):
     np.testing.assert_allclose(out[0], ref[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out[1], ref[1], rtol=1e-5, atol=1e-4)
     # strided = the full convolution's weight gradient with the cotangent on every s-th pixel only
-    full_g = jnp.zeros((2, 8, 8, 4)).at[:, ::stride, ::stride].set(r)
+    full_g = jnp.zeros((2, 8, 12, 4)).at[:, ::stride, ::stride].set(r)
     full = jax.grad(lambda w: jnp.sum(full_g * ops._xla_conv_same(x, w, 1)))(w)
     np.testing.assert_allclose(out[1], full, rtol=1e-5, atol=1e-4)
 

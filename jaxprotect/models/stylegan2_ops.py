@@ -210,27 +210,86 @@ def _xla_conv_same(x: jax.Array, w: jax.Array, stride: int, layout: str = "OIHW"
                                     dimension_numbers=("NHWC", layout, "NHWC"))
 
 
+def _pixels(x: jax.Array) -> jax.Array:
+    """[..., C] -> [pixels, C] (a bitcast for a contiguous array)."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def _pixel_dot(a: jax.Array, b: jax.Array) -> jax.Array:
+    """a [M, O], b [M, I] -> a^T b (O, I), contracted over the leading (pixel) axis of both.
+
+    Written as a 2-D dot_general contracting dimension 0, XLA:CPU keeps it as one library matrix
+    product. The same contraction over (N, H, W) of 4-D arrays is first rewritten into a transposed
+    copy of ``a`` and a product that runs at a quarter of the speed when O and I are small
+    (``experiments/results/finetune_profile.md`` §5).
+    """
+    return lax.dot_general(a, b, (((0,), (0,)), ((), ())))
+
+
+def _pixel_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x [..., I] times w (O, I) transposed -> [..., O], as one 2-D product (its weight gradient is
+    a :func:`_pixel_dot`)."""
+    return (_pixels(x) @ w.T).reshape(*x.shape[:-1], w.shape[0])
+
+
+# below this many (O x I) weights per tap, each tap's product is a skinny (pixels x O)^T (pixels x I)
+# dot that is fastest as _pixel_dot; above it, XLA's own 4-D contraction is as fast or faster
+# (finetune_profile.md §5)
+_SKINNY_WGRAD = 64 * 64
+
+
 def conv_weight_grad(x: jax.Array, g: jax.Array, k: int, stride: int = 1, layout: str = "OIHW") -> jax.Array:
-    """Gradient w.r.t. w of ``sum(g * conv_same(x, w, stride))``, as k*k matrix products.
+    """Gradient w.r.t. w of ``sum(g * conv_same(x, w, stride))``, as matrix products.
 
     ``x`` [N, H, W, I], ``g`` [N, H/s, W/s, O] (the output's cotangent). Tap (a, b) is
     ``g^T @ x_pad[:, a::s, b::s]`` contracted over (N, h, w): one (O, I) matrix product on a shifted
-    view of the padded input. XLA's CPU weight-gradient convolution runs on one thread and took
-    3-4x as long at the generator's sizes (``experiments/results/finetune_profile.md``). Returns
-    (O, I, k, k), or (k, k, O, I) with ``layout="HWOI"``.
+    view of the padded input (for narrow layers a 2-D :func:`_pixel_dot`, at stride 1 grouped per
+    row offset by :func:`_weight_grad_shifted_rows`). XLA's CPU weight-gradient convolution runs on
+    one thread and took 3-4x as long at the generator's sizes
+    (``experiments/results/finetune_profile.md``). Returns (O, I, k, k), or (k, k, O, I) with
+    ``layout="HWOI"``.
+    """
+    n, ho, wo, o = g.shape
+    i = x.shape[-1]
+    skinny = o * i <= _SKINNY_WGRAD
+    if skinny and stride == 1:
+        taps = _weight_grad_shifted_rows(x, g, k)
+    else:
+        p = k // 2
+        xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (p, p, 0), (p, p, 0), (0, 0, 0)))
+        views = [lax.slice(xp, (0, a, b, 0), (n, a + stride * (ho - 1) + 1, b + stride * (wo - 1) + 1, i),
+                           (1, stride, stride, 1)) for a in range(k) for b in range(k)]
+        if skinny:
+            taps = [_pixel_dot(_pixels(g), _pixels(v)) for v in views]
+        else:
+            taps = [jnp.einsum("nhwo,nhwi->oi", g, v) for v in views]
+        taps = jnp.stack(taps, axis=0)  # (k*k, O, I)
+    if layout == "HWOI":  # taps stacked on the leading axis: contiguous blocks, no strided stack
+        return taps.reshape(k, k, o, i)
+    return jnp.moveaxis(taps, 0, -1).reshape(o, i, k, k)
+
+
+def _weight_grad_shifted_rows(x: jax.Array, g: jax.Array, k: int) -> jax.Array:
+    """:func:`conv_weight_grad` at stride 1 as k products, one per row offset: (k*k, O, I).
+
+    With x zero-padded to width Wp and flattened, tap (a, b) pairs g's pixel q = h*Wp + w (g padded
+    to width Wp with zeros) with x's pixel q + a*Wp + b. The k column offsets b go on g's side, as
+    k shifted copies side by side ([pixels, k*O]); each row offset a is then one product with a
+    contiguous run of x's pixels, k*O wide instead of O.
     """
     p = k // 2
-    n, ho, wo, _ = g.shape
-    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (p, p, 0), (p, p, 0), (0, 0, 0)))
-    taps = []
-    for a in range(k):
-        for b in range(k):
-            view = lax.slice(xp, (0, a, b, 0), (n, a + stride * (ho - 1) + 1, b + stride * (wo - 1) + 1, xp.shape[3]),
-                             (1, stride, stride, 1))
-            taps.append(jnp.einsum("nhwo,nhwi->oi", g, view))
-    if layout == "HWOI":  # taps stacked on the leading axis: contiguous blocks, no strided stack
-        return jnp.stack(taps, axis=0).reshape(k, k, g.shape[-1], x.shape[-1])
-    return jnp.stack(taps, axis=-1).reshape(g.shape[-1], x.shape[-1], k, k)
+    n, h, w, o = g.shape
+    i = x.shape[-1]
+    wp = w + 2 * p
+    zero = jnp.zeros((), x.dtype)
+    # one extra bottom row: the last run reaches k - 1 pixels past the padded image (read against zeros of g)
+    xf = lax.pad(x, zero, ((0, 0, 0), (p, p + 1, 0), (p, p, 0), (0, 0, 0))).reshape(n, -1, i)
+    gf = lax.pad(g, zero, ((0, 0, 0), (0, 0, 0), (0, 2 * p, 0), (0, 0, 0))).reshape(n, h * wp, o)
+    m = h * wp + k - 1
+    g_cols = jnp.concatenate([lax.pad(gf, zero, ((0, 0, 0), (b, k - 1 - b, 0), (0, 0, 0))) for b in range(k)], axis=-1)
+    rows = [_pixel_dot(_pixels(g_cols), _pixels(lax.slice_in_dim(xf, a * wp, a * wp + m, axis=1))).reshape(k, o, i)
+            for a in range(k)]
+    return jnp.concatenate(rows, axis=0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -270,7 +329,7 @@ def _conv_same(x: jax.Array, w: jax.Array, stride: int = 1, layout: str = "OIHW"
     k = w.shape[layout.index("H")]
     if k == 1:
         w2 = w[0, 0] if layout == "HWOI" else w[:, :, 0, 0]
-        return jnp.einsum("nhwi,oi->nhwo", x[:, ::stride, ::stride], w2)
+        return _pixel_matmul(x[:, ::stride, ::stride], w2)
     if x.shape[1] % stride or x.shape[2] % stride:
         raise ValueError(f"stride {stride} does not divide the input size {x.shape[1:3]}")
     return conv_same_matmul_wgrad(x, w, stride, layout)
@@ -302,7 +361,7 @@ def _conv_transpose2x_phases(x: jax.Array, w: jax.Array, margin: int = 0) -> lis
         for b in range(n_shift):
             group = [(ty, tx) for ty in (2 * a, 2 * a + 1) for tx in (2 * b, 2 * b + 1) if ty < k and tx < k]
             wg = jnp.concatenate([w[:, :, ty, tx] for ty, tx in group], axis=0)  # (len(group) * O, I)
-            y = jnp.einsum("nhwi,oi->nhwo", x, wg)
+            y = _pixel_matmul(x, wg)
             for g, (ty, tx) in enumerate(group):
                 py, px = ty % 2, tx % 2
                 cfg = ((0, 0, 0), (margin + a, margin + n_taps[py] - 1 - a, 0),
