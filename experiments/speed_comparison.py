@@ -318,7 +318,7 @@ def _load_end(m: dict) -> str:
     return f"{end[0]:.2f}" if end else "?"
 
 
-def _steps(r: dict) -> str:
+def _best_round_memory(r: dict) -> str:
     return f" ({r['memory_best']:.2f})" if "memory_best" in r else ""
 
 
@@ -362,7 +362,7 @@ def markdown(data: dict) -> str:
         lines.append(
             f"| {LABELS[row['stage']]} | {row['batch']}{ob} | {ow} | {oc} | {om} | {jw} | {jc} | {jm} | "
             f"{r.get('wall', float('nan')):.2f}x | {r.get('cpu', float('nan')):.2f}x | "
-            f"{r.get('memory', float('nan')):.2f}{_steps(r)} | {load(o)} / {load(j)} | "
+            f"{r.get('memory', float('nan')):.2f}{_best_round_memory(r)} | {load(o)} / {load(j)} | "
             f"{o.get('allocator', '')} / {j.get('allocator', '')} |")
     pipe = pipeline_estimate(data["rows"])
     if pipe:

@@ -204,8 +204,12 @@ def equal_linear(x: jax.Array, weight: jax.Array, bias: jax.Array, lr_mul: float
     return y + bias * lr_mul
 
 
+def _kernel_size(w: jax.Array, layout: str) -> int:
+    return w.shape[layout.index("H")]
+
+
 def _xla_conv_same(x: jax.Array, w: jax.Array, stride: int, layout: str = "OIHW") -> jax.Array:
-    p = w.shape[layout.index("H")] // 2
+    p = _kernel_size(w, layout) // 2
     return lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)),
                                     dimension_numbers=("NHWC", layout, "NHWC"))
 
@@ -260,7 +264,8 @@ def conv_weight_grad(x: jax.Array, g: jax.Array, k: int, stride: int = 1, layout
         views = [lax.slice(xp, (0, a, b, 0), (n, a + stride * (ho - 1) + 1, b + stride * (wo - 1) + 1, i),
                            (1, stride, stride, 1)) for a in range(k) for b in range(k)]
         if skinny:
-            taps = [_pixel_dot(_pixels(g), _pixels(v)) for v in views]
+            gf = _pixels(g)
+            taps = [_pixel_dot(gf, _pixels(v)) for v in views]
         else:
             taps = [jnp.einsum("nhwo,nhwi->oi", g, v) for v in views]
         taps = jnp.stack(taps, axis=0)  # (k*k, O, I)
@@ -311,8 +316,7 @@ def _conv_same_fwd(x, w, stride, layout):
 def _conv_same_bwd(stride, layout, res, g):
     x, w = res
     dx = jax.vjp(lambda x_: _xla_conv_same(x_, w, stride, layout), x)[1](g)[0]
-    k = w.shape[layout.index("H")]
-    return dx, conv_weight_grad(x, g, k, stride, layout).astype(w.dtype)
+    return dx, conv_weight_grad(x, g, _kernel_size(w, layout), stride, layout).astype(w.dtype)
 
 
 conv_same_matmul_wgrad.defvjp(_conv_same_fwd, _conv_same_bwd)
@@ -326,7 +330,7 @@ def _conv_same(x: jax.Array, w: jax.Array, stride: int = 1, layout: str = "OIHW"
     ``[:, ::s, ::s]``, without computing the rest); H and W must be multiples of s. The weight
     gradient is computed as matrix products (:func:`conv_same_matmul_wgrad`).
     """
-    k = w.shape[layout.index("H")]
+    k = _kernel_size(w, layout)
     if k == 1:
         w2 = w[0, 0] if layout == "HWOI" else w[:, :, 0, 0]
         return _pixel_matmul(x[:, ::stride, ::stride], w2)
