@@ -3,7 +3,8 @@
 Each side runs in its own fresh process; :func:`measure` times one stage there: the first call
 (compilation for jax, allocator warm-up for torch), ``warmup`` more calls, then ``runs`` timed calls,
 recording wall and process CPU seconds (all threads), the 1-minute load average around them, the
-process's peak resident memory (VmHWM, set-up and compilation included) and the peak during the timed
+share of the machine's CPU time stolen by the hypervisor during them (other guests of the host, which
+the load average does not see), the process's peak resident memory (VmHWM, set-up and compilation included) and the peak during the timed
 calls alone (VmHWM reset before them).
 """
 from __future__ import annotations
@@ -32,11 +33,30 @@ def status_kib(field: str) -> int:
     return -1
 
 
+def cpu_counters() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from ``/proc/stat``; None where unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user/nice]
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def steal_percent(before, after) -> float | None:
+    """Percent of all CPU time between two :func:`cpu_counters` readings that the hypervisor stole."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def measure(fn, runs: int, warmup: int = 1) -> dict:
     """Time ``fn()`` (which must wait for its result): first call, ``warmup`` calls, ``runs`` timed calls.
 
     Returns a dict with ``first_call`` (wall, cpu), ``wall_s``/``cpu_s`` lists, their medians, min and
-    max, ``load1`` before and after the timed calls, ``vmhwm_kib`` (peak RSS of the whole process),
+    max, ``load1`` before and after the timed calls, ``steal_pct`` (CPU time stolen by the hypervisor
+    during them, percent; None where unknown), ``vmhwm_kib`` (peak RSS of the whole process),
     ``vmhwm_steps_kib`` (peak RSS during the timed calls; None where it cannot be reset) and
     ``vmrss_after_kib``.
     """
@@ -48,6 +68,7 @@ def measure(fn, runs: int, warmup: int = 1) -> dict:
     peak_setup = status_kib("VmHWM")
     steady = reset_peak_rss()
     load_before = os.getloadavg()[0]
+    counters = cpu_counters()
     walls, cpus = [], []
     for _ in range(runs):
         t, c = time.perf_counter(), time.process_time()
@@ -59,6 +80,7 @@ def measure(fn, runs: int, warmup: int = 1) -> dict:
         "wall_median": statistics.median(walls), "wall_min": min(walls), "wall_max": max(walls),
         "cpu_median": statistics.median(cpus), "cpu_min": min(cpus), "cpu_max": max(cpus),
         "load1_before": load_before, "load1_after": os.getloadavg()[0],
+        "steal_pct": steal_percent(counters, cpu_counters()),
         "vmhwm_kib": max(peak_setup, status_kib("VmHWM")),
         "vmhwm_steps_kib": status_kib("VmHWM") if steady else None, "vmrss_after_kib": status_kib("VmRSS"),
     }

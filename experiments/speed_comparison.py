@@ -177,6 +177,7 @@ def _pool(results: list[dict]) -> dict:
         vmhwm_steps_kib=max((r.get("vmhwm_steps_kib") or -1) for r in ok),
         vmhwm_best_kib=min(r["vmhwm_kib"] for r in ok),
         load1=[min(r["load1_before"] for r in ok), max(r["load1_after"] for r in ok)],
+        steal_pct=max((r.get("steal_pct") or 0.0) for r in ok),
         first_call=ok[0]["first_call"], first_calls=[r["first_call"] for r in ok],
     )
     if any("device_peak_bytes" in r for r in ok):
@@ -252,7 +253,8 @@ def _progress(stage, batch, side, res):
         msg = "ERROR " + res["error"].strip().splitlines()[-1][:200]
     else:
         msg = (f"wall {res['wall_median']:.3f} s, cpu {res['cpu_median']:.3f} s, peak {res['vmhwm_kib'] / 2**20:.2f} GiB, "
-               f"load {res['load1_before']:.1f}-{res['load1_after']:.1f}")
+               f"load {res['load1_before']:.1f}-{res['load1_after']:.1f}"
+               + (f", steal {res['steal_pct']:.0f}%" if res.get("steal_pct") is not None else ""))
     print(f"{stage} B={batch} {side}: {msg}", flush=True)
 
 
@@ -341,6 +343,13 @@ def markdown(data: dict) -> str:
                   "times of both sides are inflated, and PyTorch's intra-op threads lose more to the contention than "
                   "XLA's (their CPU time grows too, as they wait for a descheduled peer), so these ratios favour "
                   "jaxprotect; rerun on an idle machine before quoting them as idle-machine figures.", ""]
+    steals = [row[side]["steal_pct"] for row in data["rows"] for side in ("original", "jaxprotect")
+              if "steal_pct" in row.get(side, {})]
+    if steals:
+        lines += [f"CPU time stolen by the hypervisor during the timed calls (other guests of the host, which the load "
+                  f"average does not show): at most {max(steals):.0f}% in any round."
+                  + (" **Above 10%: these timings are slowed by the host, not by this machine's load.**"
+                     if max(steals) > 10 else ""), ""]
     lines += [
              f"Upstream: Clip2Protect {m['upstream']['clip2protect'] or 'not given'}, TIP-IM "
              f"{m['upstream']['tipim'] or 'not given'}.", "",

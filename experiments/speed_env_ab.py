@@ -48,7 +48,7 @@ def run(args) -> dict:
                     raise SystemExit(f"{stage} / {label}: {res['error'][-800:]}")
                 rows[(stage, label)].append(res)
                 print(f"round {r + 1} {stage} {label}: wall {res['wall_median']:.3f} s, cpu {res['cpu_median']:.3f} s, "
-                      f"load {res['load1_start']:.2f}", flush=True)
+                      f"load {res['load1_start']:.2f}, steal {res.get('steal_pct') or 0:.0f}%", flush=True)
     return {"when": time.strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds, "runs": args.runs,
             "variants": [{"label": lab, "env": env} for lab, env in variants],
             "rows": [{"stage": s, "variant": lab, "results": res} for (s, lab), res in rows.items()]}
@@ -58,14 +58,16 @@ def markdown(data: dict) -> str:
     lines = [f"# jaxprotect's side under different process settings ({data['when']})", "",
              (f"Each cell: median (min-max) over {data['rounds']} fresh processes x {data['runs']} timed calls, "
               "variants run in alternating order; peak = VmHWM of the process."), "",
-             "| stage | variant | wall s | CPU s | peak GiB | load1 |", "| --- | --- | --- | --- | --- | --- |"]
+             "| stage | variant | wall s | CPU s | peak GiB | load1 | CPU stolen % (max) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in data["rows"]:
         walls = [w for r in row["results"] for w in r["wall_s"]]
         cpus = [c for r in row["results"] for c in r["cpu_s"]]
         peak = max(r["vmhwm_kib"] for r in row["results"]) / 2**20
         loads = [r["load1_start"] for r in row["results"]]
         lines.append(f"| {row['stage']} | {row['variant']} | {statistics.median(walls):.3f} ({min(walls):.3f}-{max(walls):.3f}) "
-                     f"| {statistics.median(cpus):.2f} | {peak:.2f} | {min(loads):.1f}-{max(loads):.1f} |")
+                     f"| {statistics.median(cpus):.2f} | {peak:.2f} | {min(loads):.1f}-{max(loads):.1f} "
+                     f"| {max((r.get('steal_pct') or 0.0) for r in row['results']):.0f} |")
     lines += ["", "Variants:", ""] + [f"- {v['label']}: `{';'.join(f'{k}={x}' for k, x in v['env'].items()) or '(harness default)'}`"
                                       for v in data["variants"]]
     return "\n".join(lines) + "\n"

@@ -71,9 +71,10 @@ def _lpips(sizes: dict):
     from helpers.weight_rule import rule_weights
 
     from jaxprotect.models.lpips import load_lpips_vgg
+    from jaxprotect.nn.torch_layers import compute_layout
 
     lp = load_lpips_vgg(rule_weights(load_golden("lpips_vgg.npz")))
-    return lp.apply, lp.features, lp.params
+    return lp.apply, lp.features, compute_layout(lp.params)  # as build_networks passes them
 
 
 def _config(sizes: dict, skip_finetune: bool = False):
@@ -199,7 +200,7 @@ def stage_tipim(opts: dict):
     import jax
 
     from jaxprotect.methods.tipim import attack as tipim
-    from jaxprotect.recognition import from_network
+    from jaxprotect.recognition import from_network, recogniser_and_params
 
     sizes, b = opts["sizes"], opts["batch"]
     t = sizes["tipim_targets"]
@@ -214,7 +215,7 @@ def stage_tipim(opts: dict):
         from jaxprotect.registry import load_network
 
         net = load_network("irse50", bench_clip2protect.cached_checkpoints()["irse50"])
-        sur, params = from_network(net), net.params
+        sur, params = recogniser_and_params(net)  # as the pixel protector's load_surrogates
     cfg = tipim.TipimConfig()
     clean = jax.numpy.asarray(unit_images(b, 112, seed=2) * 255)
     surs, ps = (sur,), (params,)

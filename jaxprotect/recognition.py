@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxprotect.ops.resize import interpolate
 
-__all__ = ["Recogniser", "from_network", "embed", "l2_normalize", "cosine"]
+__all__ = ["Recogniser", "from_network", "recogniser_and_params", "embed", "l2_normalize", "cosine"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +35,14 @@ class Recogniser:
 def from_network(net) -> Recogniser:
     """The :class:`Recogniser` of a :class:`jaxprotect.network.Network` (use ``net.params`` as its params)."""
     return Recogniser(net.name, net.apply, tuple(int(s) for s in net.input_size), tuple(net.input_range))
+
+
+def recogniser_and_params(net):
+    """(:func:`from_network` of ``net``, its params laid out for repeated jitted calls by
+    :func:`jaxprotect.nn.torch_layers.compute_layout`): what attacks and judges run with."""
+    from jaxprotect.nn.torch_layers import compute_layout
+
+    return from_network(net), compute_layout(net.params)
 
 
 def embed(recogniser: Recogniser, params, images, scale: float = 255.0):

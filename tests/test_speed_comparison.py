@@ -84,14 +84,24 @@ def test_env_ab_parses_variants_and_pools_the_rounds():
     assert ab.parse_variant("base=") == ("base", {})
     assert ab.parse_variant("x=XLA_FLAGS=--a=b,c;MALLOC_CONF=dirty_decay_ms:-1") == (
         "x", {"XLA_FLAGS": "--a=b,c", "MALLOC_CONF": "dirty_decay_ms:-1"})
-    rec = lambda walls, peak: {"wall_s": walls, "cpu_s": [2 * w for w in walls], "vmhwm_kib": peak,  # noqa: E731
-                               "load1_start": 1.0}
+    rec = lambda walls, peak, steal: {"wall_s": walls, "cpu_s": [2 * w for w in walls], "vmhwm_kib": peak,  # noqa: E731
+                                      "load1_start": 1.0, "steal_pct": steal}
     data = {"when": "now", "rounds": 2, "runs": 2, "variants": [{"label": "a", "env": {}}],
             "rows": [{"stage": "finetune_step", "variant": "a",
-                      "results": [rec([1.0, 3.0], 2**20), rec([2.0, 5.0], 2 * 2**20)]}]}
+                      "results": [rec([1.0, 3.0], 2**20, 12.4), rec([2.0, 5.0], 2 * 2**20, None)]}]}
     line = next(ln for ln in ab.markdown(data).splitlines() if ln.startswith("| finetune_step"))
-    # median of the 4 pooled calls, min-max, CPU median, the larger peak in GiB
-    assert line == "| finetune_step | a | 2.500 (1.000-5.000) | 5.00 | 2.00 | 1.0-1.0 |"
+    # median of the 4 pooled calls, min-max, CPU median, the larger peak in GiB, the larger stolen share
+    assert line == "| finetune_step | a | 2.500 (1.000-5.000) | 5.00 | 2.00 | 1.0-1.0 | 12 |"
+
+
+def test_stolen_cpu_share():
+    import speed_common
+
+    assert speed_common.steal_percent((10, 1000), (60, 2000)) == pytest.approx(5.0)
+    assert speed_common.steal_percent(None, (60, 2000)) is None
+    assert speed_common.steal_percent((10, 1000), (10, 1000)) is None
+    now = speed_common.cpu_counters()
+    assert now is None or (0 <= now[0] <= now[1])
 
 
 def test_extra_env_is_set_last_in_the_worker_environment():

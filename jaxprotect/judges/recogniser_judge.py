@@ -41,9 +41,9 @@ class RecogniserJudge:
     @classmethod
     def from_network(cls, net, detector=None, threshold: float = float("nan"), name: str | None = None):
         """The judge of a loaded :class:`jaxprotect.network.Network` (its params)."""
-        from jaxprotect.recognition import from_network
+        from jaxprotect.recognition import recogniser_and_params
 
-        return cls(from_network(net), net.params, detector, threshold, name)
+        return cls(*recogniser_and_params(net), detector, threshold, name)
 
     def embed_aligned(self, photo: np.ndarray, landmarks) -> np.ndarray:
         """Embedding (float64 [D]) of the face of ``photo`` (uint8 [H, W, 3]) with these 5 ``landmarks``

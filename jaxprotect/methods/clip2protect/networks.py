@@ -4,7 +4,8 @@ from __future__ import annotations
 from jaxprotect.methods.clip2protect.config import FR_MODELS, Clip2ProtectConfig
 from jaxprotect.methods.clip2protect.generator import from_stylegan2
 from jaxprotect.methods.clip2protect.pipeline import Networks
-from jaxprotect.recognition import from_network
+from jaxprotect.nn.torch_layers import compute_layout
+from jaxprotect.recognition import recogniser_and_params
 from jaxprotect.runtime import release_memory
 
 __all__ = ["clip_vision", "build_networks", "load_networks"]
@@ -45,14 +46,14 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
     if missing:
         raise ValueError(f"CLIP2Protect needs all four recognisers; missing: {', '.join(missing)}")
     vision_params, clip_features = clip_vision(clip, cfg.search.clip_preprocess)
-    recs = {n: from_network(net) for n, net in recognisers.items()}
+    recs = {n: recogniser_and_params(net) for n, net in recognisers.items()}
     return Networks(
         synthesis=from_stylegan2(generator),
         g_params=generator.params,
         lpips_apply=lpips.apply if lpips is not None else None,
-        lpips_params=lpips.params if lpips is not None else None,
-        recognisers=recs,
-        fr_params={n: net.params for n, net in recognisers.items()},
+        lpips_params=compute_layout(lpips.params) if lpips is not None else None,
+        recognisers={n: rec for n, (rec, _) in recs.items()},
+        fr_params={n: params for n, (_, params) in recs.items()},
         clip_features=clip_features,
         clip_nce=nce_loss_from_features,
         clip_params=vision_params,

@@ -22,7 +22,7 @@ __all__ = ["load_recognisers", "FaceCloakSettings", "CloakApplyRunner", "FaceClo
 
 def load_recognisers(specs) -> tuple[tuple, tuple]:
     """``(recognisers, params)`` for specs ``"name"`` or ``"name=checkpoint"`` (registry names)."""
-    from jaxprotect.recognition import from_network
+    from jaxprotect.recognition import recogniser_and_params
     from jaxprotect.registry import load_network
 
     nets = []
@@ -31,7 +31,8 @@ def load_recognisers(specs) -> tuple[tuple, tuple]:
         nets.append(load_network(name.strip(), checkpoint.strip() or None))
     if not nets:
         raise ValueError("no surrogate recogniser given")
-    return tuple(from_network(n) for n in nets), tuple(n.params for n in nets)
+    pairs = [recogniser_and_params(n) for n in nets]
+    return tuple(r for r, _ in pairs), tuple(p for _, p in pairs)
 
 
 def _similarities(recognisers, params, before, after) -> dict:

@@ -30,7 +30,7 @@ from jaxprotect.face_conventions import FaceSelection, select_faces
 from jaxprotect.io.errors import NoFaceError
 from jaxprotect.methods import noise, tipim
 from jaxprotect.methods.pixel.targets import synthetic_targets
-from jaxprotect.recognition import Recogniser, cosine, embed, from_network
+from jaxprotect.recognition import Recogniser, cosine, embed, recogniser_and_params
 
 __all__ = [
     "PIXEL_METHODS",
@@ -87,7 +87,8 @@ def load_surrogates(names) -> tuple[tuple[Recogniser, ...], tuple]:
     from jaxprotect.registry import load_network
 
     nets = [load_network(n) for n in names]
-    return tuple(from_network(n) for n in nets), tuple(n.params for n in nets)
+    pairs = [recogniser_and_params(n) for n in nets]
+    return tuple(r for r, _ in pairs), tuple(p for _, p in pairs)
 
 
 @dataclasses.dataclass(frozen=True)
