@@ -65,6 +65,8 @@ RUNS = {
     "fullres-balanced-mfn": (dict(strength="balanced", surrogates=SURROGATE_SETS["mfn"]), "fullres balanced, MobileFaceNet only"),
     "fullres-strong-mfn": (dict(strength="strong", surrogates=SURROGATE_SETS["mfn"]), "fullres strong, MobileFaceNet only"),
     "fullres-balanced-eot": (dict(strength="balanced", eot=True, surrogates=SURROGATE_SETS["ens"]), "fullres balanced + JPEG/resize EOT, ensemble"),
+    "fullres-balanced-eps16": (dict(strength="balanced", eps=16.0, surrogates=SURROGATE_SETS["ens"]),
+                               "fullres balanced, budget ceiling 16 (floor 4), ensemble"),
 }
 
 

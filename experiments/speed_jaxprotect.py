@@ -10,6 +10,8 @@ Steps are compiled as the pipeline compiles them (``pipeline._finetune_fn`` / ``
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from speed_common import FACE_BOX_1024, measure, photo, stylegan2_inputs, unit_images
 
@@ -74,7 +76,8 @@ def _lpips(sizes: dict):
     from jaxprotect.nn.torch_layers import compute_layout
 
     lp = load_lpips_vgg(rule_weights(load_golden("lpips_vgg.npz")))
-    return lp.apply, lp.features, compute_layout(lp.params)  # as build_networks passes them
+    fns = dataclasses.replace(lp, params=None)  # as build_networks passes them: one copy of the weights
+    return fns.apply, fns.features, compute_layout(lp.params)
 
 
 def _config(sizes: dict, skip_finetune: bool = False):

@@ -9,6 +9,17 @@ import flax.linen as nn
 import jax
 
 
+@dataclasses.dataclass(frozen=True)
+class ModuleApply:
+    """``f(params, images, **kwargs) = module.apply({"params": params}, images, **kwargs)``: a network's
+    pure form holding only its (hashable) module, not its params; equal for equal modules."""
+
+    module: nn.Module
+
+    def __call__(self, params, images, **kwargs):
+        return self.module.apply({"params": params}, images, **kwargs)
+
+
 @dataclasses.dataclass(eq=False)
 class Network:
     """A pretrained linen module bound to its converted params.
@@ -29,6 +40,11 @@ class Network:
     def apply(self, params, images, **kwargs):
         """Run the module: ``images`` [N, H, W, 3] float32 NHWC in ``input_range``."""
         return self.module.apply({"params": params}, images, **kwargs)
+
+    @property
+    def apply_fn(self) -> ModuleApply:
+        """:meth:`apply` as a function that does not keep this object (and its params) alive."""
+        return ModuleApply(self.module)
 
     @functools.cached_property
     def _jitted(self):

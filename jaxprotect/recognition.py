@@ -33,8 +33,9 @@ class Recogniser:
 
 
 def from_network(net) -> Recogniser:
-    """The :class:`Recogniser` of a :class:`jaxprotect.network.Network` (use ``net.params`` as its params)."""
-    return Recogniser(net.name, net.apply, tuple(int(s) for s in net.input_size), tuple(net.input_range))
+    """The :class:`Recogniser` of a :class:`jaxprotect.network.Network` (use ``net.params`` as its params).
+    It holds the network's module, not its params: dropping ``net`` frees them."""
+    return Recogniser(net.name, net.apply_fn, tuple(int(s) for s in net.input_size), tuple(net.input_range))
 
 
 def recogniser_and_params(net):
