@@ -248,6 +248,16 @@ def run_all(args) -> dict:
     return data
 
 
+def stolen_share(rows) -> float | None:
+    """Percent of CPU time the hypervisor stole during the timed calls of ``rows``: each side's worst round,
+    weighted by its timed wall seconds (a stage of a few tenths of a second reads steal in 10 ms ticks); None
+    when no record has it."""
+    recs = [row[side] for row in rows for side in ("original", "jaxprotect")
+            if row.get(side, {}).get("steal_pct") is not None]
+    weight = sum(sum(r["wall_s"]) for r in recs)
+    return sum(r["steal_pct"] * sum(r["wall_s"]) for r in recs) / weight if recs and weight > 0 else None
+
+
 def _progress(stage, batch, side, res):
     if "error" in res:
         msg = "ERROR " + res["error"].strip().splitlines()[-1][:200]
@@ -343,13 +353,12 @@ def markdown(data: dict) -> str:
                   "times of both sides are inflated, and PyTorch's intra-op threads lose more to the contention than "
                   "XLA's (their CPU time grows too, as they wait for a descheduled peer), so these ratios favour "
                   "jaxprotect; rerun on an idle machine before quoting them as idle-machine figures.", ""]
-    steals = [row[side]["steal_pct"] for row in data["rows"] for side in ("original", "jaxprotect")
-              if "steal_pct" in row.get(side, {})]
-    if steals:
+    stolen = stolen_share(data["rows"])
+    if stolen is not None:
         lines += [f"CPU time stolen by the hypervisor during the timed calls (other guests of the host, which the load "
-                  f"average does not show): at most {max(steals):.0f}% in any round."
+                  f"average does not show): {stolen:.1f}% (each stage's worst round, weighted by its timed seconds)."
                   + (" **Above 10%: these timings are slowed by the host, not by this machine's load.**"
-                     if max(steals) > 10 else ""), ""]
+                     if stolen > 10 else ""), ""]
     lines += [
              f"Upstream: Clip2Protect {m['upstream']['clip2protect'] or 'not given'}, TIP-IM "
              f"{m['upstream']['tipim'] or 'not given'}.", "",

@@ -97,6 +97,11 @@ def test_env_ab_parses_variants_and_pools_the_rounds():
 def test_stolen_cpu_share():
     import speed_common
 
+    rows = [{"original": {"steal_pct": 10.0, "wall_s": [0.1, 0.1]}, "jaxprotect": {"steal_pct": 0.0, "wall_s": [1.8]}},
+            {"original": {"wall_s": [5.0]}, "jaxprotect": {"skipped": "x"}}]
+    assert sc.stolen_share(rows) == pytest.approx(10.0 * 0.2 / 2.0)
+    assert sc.stolen_share([{"original": {"wall_s": [1.0]}}]) is None
+
     assert speed_common.steal_percent((10, 1000), (60, 2000)) == pytest.approx(5.0)
     assert speed_common.steal_percent(None, (60, 2000)) is None
     assert speed_common.steal_percent((10, 1000), (10, 1000)) is None
