@@ -6,7 +6,8 @@ Activations are NHWC; weights stay as in the checkpoint (conv ``weight`` is OIHW
 BatchNorm is always in eval mode: the networks here are pretrained and frozen.
 
 Under ``jit`` the params are arguments, so XLA lays the checkpoint's OIHW and (out, in) weights out
-again on every call: 0.12 s of copies per CLIP2Protect search step for its three recognisers.
+again on every call: 165 ms of copy ops per CLIP2Protect search step for its three recognisers
+(summed op time, ``experiments/results/weight_layout.md``).
 :func:`compute_layout` does it once instead; :class:`Conv2d` and :class:`Linear` accept either form.
 """
 from __future__ import annotations
