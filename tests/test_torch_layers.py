@@ -71,3 +71,22 @@ def test_lpips_matches_on_laid_out_params():
     a, b = parity.nhwc(g["in0"]), parity.nhwc(g["in1"])
     ours = parity.highest(lpips.apply, compute_layout(lpips.params), a, b)
     np.testing.assert_allclose(ours, parity.highest(lpips.apply, lpips.params, a, b), rtol=1e-5, atol=1e-7)
+
+
+def test_a_recogniser_does_not_keep_its_network_alive():
+    import gc
+    import weakref
+
+    from jaxprotect.recognition import from_network, recogniser_and_params
+    from jaxprotect.toy import toy_recogniser
+
+    net = toy_recogniser("tiny", 16, seed=3)
+    x = jnp.zeros((1, 16, 16, 3))
+    expected = net(x)
+    rec, params = recogniser_and_params(net)
+    assert rec == from_network(toy_recogniser("tiny", 16, seed=4))  # same module: same static adapter
+    alive = weakref.ref(net)
+    del net
+    gc.collect()
+    assert alive() is None, "the Recogniser kept the Network (and its checkpoint-layout params) alive"
+    np.testing.assert_allclose(rec.apply(params, x), expected, rtol=1e-6)
