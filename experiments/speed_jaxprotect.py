@@ -10,8 +10,6 @@ Steps are compiled as the pipeline compiles them (``pipeline._finetune_fn`` / ``
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from speed_common import FACE_BOX_1024, measure, photo, stylegan2_inputs, unit_images
 
@@ -73,11 +71,9 @@ def _lpips(sizes: dict):
     from helpers.weight_rule import rule_weights
 
     from jaxprotect.models.lpips import load_lpips_vgg
-    from jaxprotect.nn.torch_layers import compute_layout
 
-    lp = load_lpips_vgg(rule_weights(load_golden("lpips_vgg.npz")))
-    fns = dataclasses.replace(lp, params=None)  # as build_networks passes them: one copy of the weights
-    return fns.apply, fns.features, compute_layout(lp.params)
+    lp = load_lpips_vgg(rule_weights(load_golden("lpips_vgg.npz"))).laid_out()  # as build_networks passes it
+    return lp.apply, lp.features, lp.params
 
 
 def _config(sizes: dict, skip_finetune: bool = False):

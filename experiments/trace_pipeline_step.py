@@ -86,22 +86,23 @@ def main(argv=None) -> int:
         call()
     hlo = list(runtime._COMPILED.values())[-1].as_text()
     Path(out, "program.hlo.txt").write_text(hlo)
+    ops = top_ops(out, None)  # ranked by time
     per_kind = defaultdict(float)
-    for name, ms, _ in top_ops(out, None):
+    for name, ms, _ in ops:
         per_kind[kind_of(name, describe_op(hlo, name))] += ms / 2
     for kind, ms in sorted(per_kind.items(), key=lambda kv: -kv[1]):
         print(f"{ms:8.1f} ms/call  {kind}")
     print(f"{sum(per_kind.values()):8.1f} ms/call  summed thunk time")
     relayout, count = defaultdict(float), defaultdict(int)
     sources = weight_sources(hlo)
-    for name, ms, _ in top_ops(out, None):
+    for name, ms, _ in ops:
         src = sources.get(name)
         if src is not None:
             relayout[src] += ms / 2
             count[src] += 1
     for src, ms in sorted(relayout.items(), key=lambda kv: -kv[1]):
         print(f"{ms:8.1f} ms/call  re-layout of the {src} weights ({count[src]} ops)")
-    for name, ms, n in top_ops(out, top):
+    for name, ms, n in ops[:top]:
         print(f"{ms / 2:8.1f} ms/call  x{n // 2:<3d} {name}: {describe_op(hlo, name)[:200]}")
     return 0
 

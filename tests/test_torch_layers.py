@@ -69,7 +69,9 @@ def test_lpips_matches_on_laid_out_params():
     lpips = parity.network("lpips_alex.npz")
     g = load_golden("lpips_alex.npz")
     a, b = parity.nhwc(g["in0"]), parity.nhwc(g["in1"])
-    ours = parity.highest(lpips.apply, compute_layout(lpips.params), a, b)
+    laid = lpips.laid_out()
+    assert laid.params["net"] is not lpips.params["net"] and "kernel" in laid.params["lin0"]["model"]["1"]
+    ours = parity.highest(laid.apply, laid.params, a, b)
     np.testing.assert_allclose(ours, parity.highest(lpips.apply, lpips.params, a, b), rtol=1e-5, atol=1e-7)
 
 

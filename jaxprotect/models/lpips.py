@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, check_keys, load_state_dict, unflatten
-from jaxprotect.nn.torch_layers import Conv2d, max_pool, param_shapes
+from jaxprotect.nn.torch_layers import Conv2d, compute_layout, max_pool, param_shapes
 from jaxprotect.ops.resize import interpolate
 
 __all__ = [
@@ -230,6 +230,12 @@ class LPIPS:
         if normalize:
             images = 2 * images - 1
         return self.module.apply({"params": params}, images, None)
+
+    def laid_out(self) -> "LPIPS":
+        """The same metric with its params laid out for XLA once
+        (:func:`~jaxprotect.nn.torch_layers.compute_layout`): what many jitted calls should share. Drop
+        this object to free the checkpoint-layout params."""
+        return dataclasses.replace(self, params=compute_layout(self.params))
 
     @functools.cached_property
     def _jitted(self):

@@ -1,12 +1,9 @@
 """Assemble :class:`pipeline.Networks` from loaded jaxprotect networks."""
 from __future__ import annotations
 
-import dataclasses
-
 from jaxprotect.methods.clip2protect.config import FR_MODELS, Clip2ProtectConfig
 from jaxprotect.methods.clip2protect.generator import from_stylegan2
 from jaxprotect.methods.clip2protect.pipeline import Networks
-from jaxprotect.nn.torch_layers import compute_layout
 from jaxprotect.recognition import recogniser_and_params
 from jaxprotect.runtime import release_memory
 
@@ -49,14 +46,12 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
         raise ValueError(f"CLIP2Protect needs all four recognisers; missing: {', '.join(missing)}")
     vision_params, clip_features = clip_vision(clip, cfg.search.clip_preprocess)
     recs = {n: recogniser_and_params(net) for n, net in recognisers.items()}
-    # apply/features take the params as an argument: bound to a params-less copy, they do not keep the
-    # checkpoint-layout params alive beside the laid-out ones
-    lpips_fns = dataclasses.replace(lpips, params=None) if lpips is not None else None
+    lpips = lpips.laid_out() if lpips is not None else None
     return Networks(
         synthesis=from_stylegan2(generator),
         g_params=generator.params,
-        lpips_apply=lpips_fns.apply if lpips is not None else None,
-        lpips_params=compute_layout(lpips.params) if lpips is not None else None,
+        lpips_apply=lpips.apply if lpips is not None else None,
+        lpips_params=lpips.params if lpips is not None else None,
         recognisers={n: rec for n, (rec, _) in recs.items()},
         fr_params={n: params for n, (_, params) in recs.items()},
         clip_features=clip_features,
@@ -64,7 +59,7 @@ def build_networks(generator, lpips, clip, recognisers: dict, cfg: Clip2ProtectC
         clip_params=vision_params,
         text=precompute_text_features(clip, cfg.search.source_text, cfg.search.prompt),
         e4e=e4e,
-        lpips_features=lpips_fns.features if lpips is not None else None,
+        lpips_features=lpips.features if lpips is not None else None,
     )
 
 

@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprotect.detect.align import similarity_transform, template
-from jaxprotect.nn.torch_layers import compute_layout
 from jaxprotect.ops.face_warp import (
     DeltaGrid,
     FaceROI,
@@ -362,7 +361,7 @@ def attack_roi(surrogates: Sequence[Recogniser], params, photo: np.ndarray, geom
     else:
         targets = tuple(jnp.zeros_like(c) for c in clean)
     state = RoiState(jnp.zeros(g.grid.shape + (3,), jnp.float32), jnp.zeros(g.grid.shape + (3,), jnp.float32))
-    lp_params = compute_layout(lpips.params) if use_lpips else None
+    lp_params = lpips.params if use_lpips else None
     losses = []
     for i, k in enumerate(jax.random.split(key, config.steps)):
         value, g_crops = net_grad(params, crops_now(state.coarse, lp_params, x, eps, mats, k), clean, targets,

@@ -115,7 +115,7 @@ def build_protector(settings: PixelSettings, detector=None) -> tuple[PixelProtec
         if settings.impersonate:
             raise ValueError("--impersonate is not available with the fullres method (dodging only); use a crop "
                              "method (--method pgd|mifgsm|tidim|tipim)")
-        lpips = load_network("lpips_alex") if config.lpips_weight > 0 else None
+        lpips = load_network("lpips_alex").laid_out() if config.lpips_weight > 0 else None
         targets = None
         if config.target_weight > 0:
             from jaxprotect.methods.tipim import target_features
