@@ -12,7 +12,7 @@ shifts of g side by side, one 2-D product per row offset), ``library`` (``conv_w
 shipped, which picks by layer width). Prints median wall and process CPU ms of 3 calls
 after a warm-up, the relative difference from XLA's gradient, and the load average.
 """
-import time, sys, os, statistics
+import functools, time, sys, os, statistics
 import jax, jax.numpy as jnp, numpy as np
 from jax import lax
 H, C = int(sys.argv[1]), int(sys.argv[2])
@@ -71,6 +71,26 @@ def shift9_2d(x, g):
     g2 = g.reshape(-1, g.shape[-1])
     dws = [lax.dot_general(g2, xp[:, a:a+h, b:b+wd].reshape(-1, i), (((0,), (0,)), ((), ()))) for a in range(3) for b in range(3)]
     return jnp.stack(dws, -1).reshape(-1, i, 3, 3)
+def shift9_kb(x, g, parts=4):
+    n, h, wd, i = x.shape
+    xp = jnp.pad(x, ((0,0),(1,1),(1,1),(0,0)))
+    g3 = g.reshape(parts, -1, g.shape[-1])
+    dws = [lax.dot_general(g3, xp[:, a:a+h, b:b+wd].reshape(parts, -1, i), (((1,), (1,)), ((0,), (0,)))).sum(0)
+           for a in range(3) for b in range(3)]
+    return jnp.stack(dws, -1).reshape(-1, i, 3, 3)
+def im2col9_2d(x, g):
+    n, h, wd, i = x.shape
+    xp = jnp.pad(x, ((0,0),(1,1),(1,1),(0,0)))
+    cols = jnp.concatenate([xp[:, a:a+h, b:b+wd] for a in range(3) for b in range(3)], -1).reshape(-1, 9 * i)
+    dw = lax.dot_general(g.reshape(-1, g.shape[-1]), cols, (((0,), (0,)), ((), ())))  # [o, 9i]
+    return dw.reshape(-1, 3, 3, i).transpose(0, 3, 1, 2)
+def cols3_2d(x, g):
+    n, h, wd, i = x.shape
+    xp = jnp.pad(x, ((0,0),(1,1),(1,1),(0,0)))
+    x3 = jnp.concatenate([xp[:, :, b:b+wd] for b in range(3)], -1)  # [n,h+2,w,3i]
+    g2 = g.reshape(-1, g.shape[-1])
+    dws = [lax.dot_general(g2, x3[:, a:a+h].reshape(-1, 3 * i), (((0,), (0,)), ((), ()))) for a in range(3)]
+    return jnp.stack(dws, 1).reshape(-1, 3, 3, i).transpose(0, 3, 1, 2)
 def rows3_2d(x, g):
     from jaxprotect.models.stylegan2_ops import _weight_grad_shifted_rows
     return jnp.moveaxis(_weight_grad_shifted_rows(x, g, 3), 0, -1).reshape(g.shape[-1], x.shape[-1], 3, 3)
@@ -80,7 +100,9 @@ def library(x, g):
 ref = jax.jit(xla_wgrad)(x, g)
 fns = {"xla_fwd": (xla_fwd, (x, w)), "xla_wgrad": (xla_wgrad, (x, g)), "im2col9": (im2col9, (x, g)), "cols3": (cols3, (x, g)),
        "shift9": (shift9, (x, g)), "flat9": (flat9, (x, g)), "flat9_split2": (flat9_split, (x, g)),
-       "shift9_2d": (shift9_2d, (x, g)), "rows3_2d": (rows3_2d, (x, g)), "library": (library, (x, g))}
+       "shift9_2d": (shift9_2d, (x, g)), "rows3_2d": (rows3_2d, (x, g)),
+       "shift9_kb4": (shift9_kb, (x, g)), "shift9_kb2": (functools.partial(shift9_kb, parts=2), (x, g)),
+       "im2col9_2d": (im2col9_2d, (x, g)), "cols3_2d": (cols3_2d, (x, g)), "library": (library, (x, g))}
 for name in (sys.argv[3].split(",") if len(sys.argv) > 3 else fns):
     f, a = fns[name]
     fj = jax.jit(f)

@@ -69,6 +69,25 @@ def test_conv_transpose2x_blur(k):
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("k", [3, 5])
+def test_conv_transpose2x_blur_gradients_equal_autodiff_of_the_reference(k):
+    # the phases' hand-written VJP (_place_taps) against autodiff of zero insertion + upfirdn2d
+    rng = np.random.default_rng(10 + k)
+    x = jnp.asarray(rng.standard_normal((2, 6, 5, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, 4, 3)), jnp.float32)
+    ct = jnp.asarray(rng.standard_normal((2, 12, 10, 3)), jnp.float32)
+    p0, p1 = ops._upsample_blur_pad(k, (1, 3, 3, 1))
+
+    def ref(x, w):
+        return jnp.vdot(ops.upfirdn2d(_conv_transpose_ref(x, w), ops.make_kernel([1, 3, 3, 1]) * 4, pad=(p0, p1)), ct)
+
+    def ours(x, w):
+        return jnp.vdot(ops.conv_transpose2x_blur(x, jnp.transpose(w, (3, 2, 0, 1))), ct)
+
+    for got, want in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
 def _modconv_reference(x, weight, style, demodulate, upsample):
     # models/stylegan2/model.py ModulatedConv2d.forward, one sample at a time (= the grouped conv)
     _, o, i, k, _ = weight.shape
