@@ -91,6 +91,14 @@ def cols3_2d(x, g):
     g2 = g.reshape(-1, g.shape[-1])
     dws = [lax.dot_general(g2, x3[:, a:a+h].reshape(-1, 3 * i), (((0,), (0,)), ((), ()))) for a in range(3)]
     return jnp.stack(dws, 1).reshape(-1, 3, 3, i).transpose(0, 3, 1, 2)
+def fwdconv(x, g):
+    # the weight gradient as a forward convolution: batch = input channels, kernel = the cotangent image
+    n, h, wd, i = x.shape
+    xp = jnp.pad(x, ((0,0),(1,1),(1,1),(0,0)))
+    lhs = jnp.transpose(xp, (3, 1, 2, 0))  # [I, H+2, W+2, N]
+    rhs = jnp.transpose(g, (1, 2, 0, 3))  # [H, W, N, O]
+    out = lax.conv_general_dilated(lhs, rhs, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # [I, 3, 3, O]
+    return jnp.transpose(out, (3, 0, 1, 2))
 def rows3_2d(x, g):
     from jaxprotect.models.stylegan2_ops import _weight_grad_shifted_rows
     return jnp.moveaxis(_weight_grad_shifted_rows(x, g, 3), 0, -1).reshape(g.shape[-1], x.shape[-1], 3, 3)
@@ -102,7 +110,7 @@ fns = {"xla_fwd": (xla_fwd, (x, w)), "xla_wgrad": (xla_wgrad, (x, g)), "im2col9"
        "shift9": (shift9, (x, g)), "flat9": (flat9, (x, g)), "flat9_split2": (flat9_split, (x, g)),
        "shift9_2d": (shift9_2d, (x, g)), "rows3_2d": (rows3_2d, (x, g)),
        "shift9_kb4": (shift9_kb, (x, g)), "shift9_kb2": (functools.partial(shift9_kb, parts=2), (x, g)),
-       "im2col9_2d": (im2col9_2d, (x, g)), "cols3_2d": (cols3_2d, (x, g)), "library": (library, (x, g))}
+       "im2col9_2d": (im2col9_2d, (x, g)), "cols3_2d": (cols3_2d, (x, g)), "fwdconv": (fwdconv, (x, g)), "library": (library, (x, g))}
 for name in (sys.argv[3].split(",") if len(sys.argv) > 3 else fns):
     f, a = fns[name]
     fj = jax.jit(f)

@@ -143,27 +143,28 @@ def top_ops(trace_dir: str, n: int = 25):
     return ranked if n is None else ranked[:n]
 
 
+def kind_of(name: str, desc: str) -> str:
+    """The kind of one traced XLA op from its name and :func:`describe_op` text."""
+    base = re.sub(r"\.\d+$", "", name)
+    if base != "ynn_fusion" and not base.startswith("dot"):  # dot: a product left to XLA's own library call
+        if base.startswith(("copy", "transpose")) or "copy" in base:
+            return "layout copies / transposes"
+        if "pad" in base or "slice" in base:
+            return "pads / slices"
+        return "other fusions"
+    if "convolution" in desc:
+        return "convolutions (forward, input gradient)"
+    m = re.search(r"f32\[(\d+),(\d+)\]\S* dot", desc) or re.search(r"dot f32\[(\d+),(\d+)\]", desc)
+    if m and int(m.group(1)) * int(m.group(2)) <= 512 * 512 * 9:
+        return "kernel-sized products (weight gradients)"
+    return "other products" if " dot " in desc else "other library fusions"
+
+
 def categories(hlo: str, ops) -> dict:
-    """Summed ms of the traced ops by kind: convolution forward / input gradient / weight gradient
-    (output shaped like a kernel), dot, copy/transpose, other fusions."""
+    """Summed ms of the traced ops by :func:`kind_of`."""
     out = defaultdict(float)
     for name, ms, _ in ops:
-        what = describe_op(hlo, name)
-        if "convolution" in what:
-            head = what.split("|")[-1]
-            kernel_like = re.match(r"\s*convolution f32\[(\d+),(\d+),(\d+),(\d+)\]", head)
-            if kernel_like and int(kernel_like.group(2)) == int(kernel_like.group(3)) <= 7 and "window={size=3x3" not in head:
-                out["conv weight gradient"] += ms
-            elif "transpose(" in what:
-                out["conv input gradient"] += ms
-            else:
-                out["conv forward"] += ms
-        elif " dot " in what or what.startswith("dot"):
-            out["dot (matrix products)"] += ms
-        elif name.startswith(("copy", "transpose")) or "copy" in name:
-            out["copy / transpose"] += ms
-        else:
-            out["other (elementwise fusions, reductions, pads, slices)"] += ms
+        out[kind_of(name, describe_op(hlo, name))] += ms
     return dict(out)
 
 

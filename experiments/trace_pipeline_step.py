@@ -22,27 +22,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from profile_finetune import describe_op, top_ops  # noqa: E402
+from profile_finetune import describe_op, kind_of, top_ops  # noqa: E402
 from speed_comparison import FULL  # noqa: E402
 
 OPTS = {"device": "cpu", "batch": 1, "runs": 3, "warmup": 1, "clip2protect": None, "tipim": None, "sizes": FULL}
-
-
-def kind_of(name: str, desc: str) -> str:
-    """The kind of one traced XLA op from its name and :func:`describe_op` text."""
-    base = re.sub(r"\.\d+$", "", name)
-    if base != "ynn_fusion" and not base.startswith("dot"):  # dot: a product left to XLA's own library call
-        if base.startswith(("copy", "transpose")) or "copy" in base:
-            return "layout copies / transposes"
-        if "pad" in base or "slice" in base:
-            return "pads / slices"
-        return "other fusions"
-    if "convolution" in desc:
-        return "convolutions (forward, input gradient)"
-    m = re.search(r"f32\[(\d+),(\d+)\]\S* dot", desc) or re.search(r"dot f32\[(\d+),(\d+)\]", desc)
-    if m and int(m.group(1)) * int(m.group(2)) <= 512 * 512 * 9:
-        return "kernel-sized products (weight gradients)"
-    return "other products" if " dot " in desc else "other library fusions"
 
 
 def weight_sources(hlo: str) -> dict[str, str]:
