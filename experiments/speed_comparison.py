@@ -96,6 +96,9 @@ def worker(stage: str, side: str, opts: dict) -> None:
     else:
         import jax
         import speed_jaxprotect as impl
+        from jaxprotect.runtime import configure_cpu_dispatch
+
+        configure_cpu_dispatch()  # as the jaxprotect command does
 
         want = "cpu" if opts["device"] == "cpu" else "gpu"
         if jax.default_backend() != want:
@@ -343,8 +346,9 @@ def markdown(data: dict) -> str:
              f"{', pooled over ' + str(m['rounds']) + ' rounds run in alternating order' if m['rounds'] > 1 else ''}. "
              "Wall = median (min–max) seconds per call; CPU = median process CPU seconds per call (all threads); "
              "peak = VmHWM of that process in GiB, set-up and compilation included, the worst round (in brackets: "
-             "the best round; on jaxprotect's side a round's peak sometimes holds a second copy of XLA's scratch "
-             "buffer, which jemalloc then keeps). Ratios are original / jaxprotect per photo; memory = "
+             "the best round). jaxprotect's side runs XLA's CPU programs inline, as the jaxprotect command does "
+             "(runtime.configure_cpu_dispatch; asynchronously, a step's peak sometimes held a second copy of XLA's "
+             "scratch buffer, results/ab_cpu_dispatch.md). Ratios are original / jaxprotect per photo; memory = "
              "jaxprotect / original (worst rounds; best rounds in brackets). "
              f"Load average (1 min) at start {m['load_at_start'][0]:.2f}, at end {_load_end(m)}; per row below.", ""]
     loads = [v for row in data["rows"] for side in ("original", "jaxprotect") for v in row.get(side, {}).get("load1", [])]

@@ -55,6 +55,8 @@ def main(argv=None) -> int:
     import speed_jaxprotect as sj
     from jaxprotect import runtime
 
+    runtime.configure_cpu_dispatch()  # as the jaxprotect command and speed_comparison.py's worker
+
     call, _ = sj.STAGES[stage](OPTS)
     call()
     call()

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``jaxprotect`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from jaxprotect.runtime import configure_cpu_dispatch
+
+    configure_cpu_dispatch()
     return int(args._run(args) or 0)
 
 

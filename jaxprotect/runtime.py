@@ -37,6 +37,7 @@ __all__ = [
     "clear_compiled",
     "release_memory",
     "enable_compile_cache",
+    "configure_cpu_dispatch",
 ]
 
 AXIS = "batch"
@@ -197,3 +198,26 @@ def enable_compile_cache() -> str | None:
     except (OSError, AttributeError):
         return None
     return folder
+
+
+def configure_cpu_dispatch(mode: str | None = None) -> str | None:
+    """Choose how XLA's CPU client runs programs: ``"inline"`` (on the calling thread, the call returns
+    when the program is done) or ``"async"`` (JAX's default: queued on a worker thread). ``mode`` None
+    reads ``$JAXPROTECT_CPU_DISPATCH`` (default ``inline``). Must run before JAX creates its backends
+    (the ``jaxprotect`` command calls it first); returns the mode set, or None when too late.
+
+    jaxprotect's loops wait for every step anyway. Asynchronously, XLA's CPU client marks a step's
+    outputs ready a moment before it frees the step's scratch buffer (2 GiB for a 1024 px fine-tuning
+    step), so the next step can allocate its own while the last one is still held; an allocator that
+    keeps freed pages (jemalloc as docs/clip2protect.md sets it) then holds both for good. Inline, the
+    buffer is freed before the call returns. Only non-parallel programs are affected.
+    """
+    from jax._src import xla_bridge
+
+    mode = mode or os.environ.get("JAXPROTECT_CPU_DISPATCH", "inline")
+    if mode not in ("inline", "async"):
+        raise ValueError(f"CPU dispatch must be 'inline' or 'async', got {mode!r}")
+    if xla_bridge.backends_are_initialized():
+        return None
+    jax.config.update("jax_cpu_enable_async_dispatch", mode == "async")
+    return mode
