@@ -92,3 +92,19 @@ def test_a_recogniser_does_not_keep_its_network_alive():
     gc.collect()
     assert alive() is None, "the Recogniser kept the Network (and its checkpoint-layout params) alive"
     np.testing.assert_allclose(rec.apply(params, x), expected, rtol=1e-6)
+
+
+def test_device_params_moves_every_leaf_in_place_and_drops_the_host_arrays():
+    import weakref
+
+    from jaxprotect.network import device_params
+
+    rng = np.random.default_rng(0)
+    host = {"a": {"weight": rng.standard_normal((4, 3)).astype(np.float32)}, "b": np.arange(5, dtype=np.float32)}
+    expected = {"a": {"weight": host["a"]["weight"].copy()}, "b": host["b"].copy()}
+    gone = weakref.ref(host["a"]["weight"])
+    tree = device_params(host)
+    assert tree is host and isinstance(tree["a"]["weight"], jax.Array) and isinstance(tree["b"], jax.Array)
+    assert gone() is None  # the only reference to the host array was the tree's
+    np.testing.assert_array_equal(tree["a"]["weight"], expected["a"]["weight"])
+    np.testing.assert_array_equal(tree["b"], expected["b"])

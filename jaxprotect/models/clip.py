@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprotect.network import device_params
 from jaxprotect.models.clip_shapes import (
     VIT_B32,
     ClipShapes,
@@ -198,7 +199,9 @@ def load_clip(checkpoint=None, *, cache=None) -> CLIP:
     state = load_state_dict(source)
     shapes, flat, report = convert_clip_state_dict(state)
     del state
-    params = jax.tree_util.tree_map(jnp.asarray, unflatten(flat))
+    tree = unflatten(flat)
+    del flat  # the tree holds the only references: each host array goes once moved
+    params = device_params(tree)
     if cache is not None and source is not cache:
         save_flat(cache, flatten(params))
     info = {"source": "mapping" if isinstance(source, Mapping) else os.fspath(source), **report}

@@ -26,7 +26,7 @@ import numpy as np
 from jaxprotect.checkpoints.state_dict import CACHE_SUFFIXES, CheckpointKeyError, load_state_dict
 from jaxprotect.checkpoints.torch_pickle import ScriptObject, read_torch_file
 from jaxprotect.models.irse import Body, InputLayer
-from jaxprotect.network import Network
+from jaxprotect.network import Network, device_params
 from jaxprotect.nn.torch_layers import Conv2d, param_shapes, params_from_state_dict
 from jaxprotect.ops.resize import interpolate
 
@@ -275,4 +275,4 @@ def load_e4e(checkpoint=None, *, stylegan_size: int | None = None) -> E4E:
         "stylegan_size": 2 ** ((n_styles + 2) // 2),
         "opts": {k: v for k, v in opts.items() if isinstance(v, (str, int, float, bool, type(None)))},
     }
-    return E4E("e4e", module, jax.tree.map(jnp.asarray, params), (INPUT_SIZE, INPUT_SIZE), (-1.0, 1.0), info)
+    return E4E("e4e", module, device_params(params), (INPUT_SIZE, INPUT_SIZE), (-1.0, 1.0), info)

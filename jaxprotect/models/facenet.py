@@ -16,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jaxprotect.checkpoints.state_dict import load_state_dict
-from jaxprotect.network import Network
+from jaxprotect.network import Network, device_params
 from jaxprotect.nn.torch_layers import BatchNorm, Conv2d, Linear, max_pool, param_shapes, params_from_state_dict
 from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS
 
@@ -242,7 +241,7 @@ def facenet_from_state_dict(
     logits = [k for k in ("logits.weight", "logits.bias") if k in state_dict]
     num_classes = int(state_dict[logits[0]].shape[0]) if logits else None
     params = params_from_state_dict(state_dict, facenet_param_shapes(num_classes), what=what)
-    params = jax.tree.map(jnp.asarray, params)  # device arrays: not re-copied on every call
+    params = device_params(params)  # device arrays: not re-copied on every call
     module = InceptionResnetV1(num_classes, input_prewhiten=input_prewhiten)
     return Network(name, module, params, INPUT_SIZE, (-1.0, 1.0), dict(info or {}, num_classes=num_classes))
 

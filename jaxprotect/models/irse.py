@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxprotect.checkpoints.state_dict import load_state_dict
 from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS
-from jaxprotect.network import Network
+from jaxprotect.network import Network, device_params
 from jaxprotect.nn.torch_layers import (
     BatchNorm,
     Conv2d,
@@ -204,7 +204,7 @@ def _load(checkpoint, *, name: str, module: Backbone, file: str, info: dict) -> 
     s = module.input_size
     shapes = param_shapes(module, jnp.zeros((1, s, s, 3), jnp.float32))
     params = params_from_state_dict(load_state_dict(checkpoint), shapes, what=f"{name} checkpoint")
-    return Network(name, module, jax.tree.map(jnp.asarray, params), (s, s), (-1.0, 1.0), info)
+    return Network(name, module, device_params(params), (s, s), (-1.0, 1.0), info)
 
 
 def load_irse50(checkpoint=None) -> Network:

@@ -7,12 +7,11 @@ Params are nested on the original state-dict keys (``conv1.conv.weight``, ``conv
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jaxprotect.checkpoints.state_dict import load_state_dict
 from jaxprotect.face_conventions import AMT_GAN_THRESHOLDS
-from jaxprotect.network import Network
+from jaxprotect.network import Network, device_params
 from jaxprotect.nn.torch_layers import (
     BatchNorm,
     Conv2d,
@@ -137,7 +136,7 @@ def load_mobileface(checkpoint=None) -> Network:
     return Network(
         "mobileface",
         module,
-        jax.tree.map(jnp.asarray, params),
+        device_params(params),
         (112, 112),
         (-1.0, 1.0),
         {

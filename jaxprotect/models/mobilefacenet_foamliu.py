@@ -19,12 +19,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxprotect.checkpoints.state_dict import load_state_dict
-from jaxprotect.network import Network
+from jaxprotect.network import Network, device_params
 from jaxprotect.nn.torch_layers import BatchNorm, Conv2d, l2_normalize, param_shapes, params_from_state_dict
 
 __all__ = [
@@ -180,7 +179,7 @@ def load_mobilefacenet_foamliu(checkpoint=None) -> Network:
     source = "mapping" if isinstance(checkpoint, Mapping) else str(checkpoint)
     params = params_from_state_dict(load_state_dict(checkpoint), foamliu_param_shapes(),
                                     what=f"foamliu MobileFaceNet checkpoint {source}")
-    params = jax.tree.map(jnp.asarray, params)  # device arrays: not re-copied on every call
+    params = device_params(params)  # device arrays: not re-copied on every call
     info = {
         "source": source,
         "input": "RGB [-1, 1], 112x112 aligned, NHWC; ImageNet mean/std applied inside apply",

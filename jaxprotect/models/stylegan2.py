@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprotect.checkpoints.state_dict import CheckpointKeyError, check_keys, flatten, load_state_dict, unflatten
+from jaxprotect.network import device_params
 from jaxprotect.models.stylegan2_ops import (
     MODCONV_MODES,
     equal_linear,
@@ -514,6 +515,8 @@ def load_stylegan2(
         if latent_avg.shape != (cfg.style_dim,):
             raise CheckpointKeyError(f"latent_avg: shape {latent_avg.shape} != expected ({cfg.style_dim},)")
         latent_avg = jnp.asarray(latent_avg)
-    params = jax.tree_util.tree_map(jnp.asarray, unflatten(params_flat))
+    tree = unflatten(params_flat)
+    del flat, sd, params_flat  # the tree holds the only references: each host array goes once moved
+    params = device_params(tree)
     info = {"source": os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "mapping"}
     return StyleGAN2(cfg, params, noise=noise, latent_avg=latent_avg, modconv=modconv, info=info)
