@@ -359,59 +359,54 @@ def _conv_transpose2x_phases(x: jax.Array, w: jax.Array, margin: int = 0) -> lis
     phases.
     """
     k = w.shape[2]
-    n_shift = (k + 1) // 2
-    groups = []
-    ys = []
-    for a in range(n_shift):
-        for b in range(n_shift):
-            group = tuple((ty, tx) for ty in (2 * a, 2 * a + 1) for tx in (2 * b, 2 * b + 1) if ty < k and tx < k)
-            wg = jnp.concatenate([w[:, :, ty, tx] for ty, tx in group], axis=0)  # (len(group) * O, I)
-            ys.append(_pixel_matmul(x, wg))
-            groups.append(((a, b), group))
-    p = _place_taps(tuple(ys), (w.shape[0], k, margin, tuple(groups)))
+    ys = tuple(_pixel_matmul(x, jnp.concatenate([w[:, :, ty, tx] for ty, tx in group], axis=0))  # (len * O, I)
+               for _, group in _tap_groups(k))
+    p = _place_taps(ys, k, margin)
     return [[p[0], p[1]], [p[2], p[3]]]
 
 
-def _tap_pad(plan, a: int, b: int, py: int, px: int) -> tuple:
-    _, k, margin, _ = plan
+def _tap_groups(k: int) -> tuple:
+    """The taps (ty, tx) of a k x k kernel grouped by the shift (a, b) = (ty // 2, tx // 2) they need:
+    (((a, b), ((ty, tx), ...)), ...), in the order :func:`_conv_transpose2x_phases` multiplies them."""
+    n_shift = (k + 1) // 2
+    return tuple(((a, b), tuple((ty, tx) for ty in (2 * a, 2 * a + 1) for tx in (2 * b, 2 * b + 1) if ty < k and tx < k))
+                 for a in range(n_shift) for b in range(n_shift))
+
+
+def _tap_pad(k: int, margin: int, a: int, b: int, py: int, px: int) -> tuple:
     n_taps = [len(_phase_taps(k, p)) for p in range(2)]
     return ((0, 0, 0), (margin + a, margin + n_taps[py] - 1 - a, 0),
             (margin + b, margin + n_taps[px] - 1 - b, 0), (0, 0, 0))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _place_taps(ys: tuple, plan: tuple) -> tuple:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _place_taps(ys: tuple, k: int, margin: int) -> tuple:
     """Phases (p00, p01, p10, p11) = sums of the tap products' channel slices, each zero-padded to its shift.
 
-    ``plan`` = (O, k, margin, groups), groups = (((a, b), ((ty, tx), ...)), ...) in the order of ``ys``;
-    ``ys[i]`` [N, H, W, len(group_i) * O] is shift group i's product. The VJP slices each phase's
-    cotangent back and concatenates the taps along channels: autodiff would turn every channel
-    slice into a full-width zero-padded array and sum them, a loop that evaluates every pad for
+    ``ys[i]`` [N, H, W, len(group_i) * O] is the product of :func:`_tap_groups` ``(k)``'s i-th group. The VJP
+    slices each phase's cotangent back and concatenates the taps along channels: autodiff would turn every
+    channel slice into a full-width zero-padded array and sum them, a loop that evaluates every pad for
     every element (~100 ms for one 256² x 4 x 64 cotangent, against a copy's ~10).
     """
-    o, _, _, groups = plan
     terms: list[list] = [[], [], [], []]
-    for y, ((a, b), group) in zip(ys, groups):
+    for y, ((a, b), group) in zip(ys, _tap_groups(k)):
+        o = y.shape[-1] // len(group)
         for g, (ty, tx) in enumerate(group):
             py, px = ty % 2, tx % 2
             terms[2 * py + px].append(lax.pad(y[..., g * o:(g + 1) * o], jnp.zeros((), y.dtype),
-                                              _tap_pad(plan, a, b, py, px)))
+                                              _tap_pad(k, margin, a, b, py, px)))
     return tuple(functools.reduce(jnp.add, t) for t in terms)
 
 
-def _place_taps_fwd(ys, plan):
-    return _place_taps(ys, plan), tuple(y.shape for y in ys)
+def _place_taps_fwd(ys, k, margin):
+    return _place_taps(ys, k, margin), tuple(y.shape for y in ys)
 
 
-def _place_taps_bwd(plan, shapes, cts):
-    _, _, margin, groups = plan
+def _place_taps_bwd(k, margin, shapes, cts):
     grads = []
-    for shape, ((a, b), group) in zip(shapes, groups):
-        _, h, w, _ = shape
-        parts = []
-        for ty, tx in group:
-            ct = cts[2 * (ty % 2) + tx % 2]
-            parts.append(ct[:, margin + a:margin + a + h, margin + b:margin + b + w, :])
+    for (_, h, w, _), ((a, b), group) in zip(shapes, _tap_groups(k)):
+        parts = [cts[2 * (ty % 2) + tx % 2][:, margin + a:margin + a + h, margin + b:margin + b + w, :]
+                 for ty, tx in group]
         grads.append(jnp.concatenate(parts, axis=-1))
     return (tuple(grads),)
 
