@@ -9,8 +9,8 @@ import tempfile
 
 # One XLA compilation cache for the whole test run, set before JAX is imported and inherited by the processes
 # the tests start (documentation blocks, commands): many tests compile the same programs again, and a cached
-# one loads in a fraction of a second (-14% of the time on the command-heavy tests, test_suite.md). The run
-# never writes into the user's own cache (~/.cache/jaxprotect/xla): JAXPROTECT_XLA_CACHE=0.
+# one is loaded instead (experiments/results/test_suite.md: -14% of the time on the command-heavy tests). The
+# run never writes into the user's own cache (~/.cache/jaxprotect/xla): JAXPROTECT_XLA_CACHE=0.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _xla_cache = tempfile.mkdtemp(prefix="jaxprotect-tests-xla-")
     atexit.register(shutil.rmtree, _xla_cache, True)
