@@ -44,8 +44,9 @@ def stage_stylegan2(opts: dict, backward: bool):
         fn = jax.jit(jax.value_and_grad(loss, argnums=(1, 2)))
     from jaxprotect.runtime import compiled
 
-    exe = compiled(fn, g.params, w, nz)  # as the pipeline compiles: the compiler's memory handed back
-    return (lambda: jax.block_until_ready(exe(g.params, w, nz))), {
+    params = jax.jit(g.frozen_layout)(g.params)  # frozen weights laid out once, as the search does
+    exe = compiled(fn, params, w, nz)  # as the pipeline compiles: the compiler's memory handed back
+    return (lambda: jax.block_until_ready(exe(params, w, nz))), {
         "what": "synthesis forward" if not backward else "mean(G^2) value and gradient w.r.t. W+ and all noise maps",
         "xla_temp_gib": _temp_gib(exe)}
 
@@ -177,6 +178,8 @@ def stage_search(opts: dict):
     for sl in groups:
         n = sl.stop - sl.start
         g_in = put_batched(broadcast_params(nets.g_params, n), mesh)
+        lay = P._layout_fn(nets.synthesis, True, mesh)  # the weights laid out once, as the pipeline's search does
+        g_in = compiled(lay, g_in)(g_in)
         w0p, noisep = put_batched((jnp.asarray(wplus[sl]), [x[sl] for x in noise]), mesh)
         _, feat = compiled(src_fn, g_in, w0p, noisep, shared["clip"])(g_in, w0p, noisep, shared["clip"])
         sub = jax.tree.map(lambda x: x[sl], put_batched((rows, cols, temb, {}, temb[cfg.search.victim], aug), mesh))

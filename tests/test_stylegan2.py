@@ -450,3 +450,23 @@ def test_output_stride_is_the_subsampled_image(g_small, stride):
         np.testing.assert_allclose(strided[k], v, rtol=0, atol=1e-5 * float(np.abs(v).max()) + 1e-30, err_msg=k)
     with pytest.raises(ValueError, match="stride"):
         g_small.synthesis_apply(g_small.params, w, g_small.noise, output_stride=3)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_frozen_layout_gives_the_same_images_and_latent_gradients(g_small, stride):
+    # the search's laid-out weights (scale folded in, HWIO kernels, tap groups, squared sums) against the
+    # checkpoint layout: the same ops on the same values
+    w = _wplus(g_small)
+    frozen = jax.jit(g_small.frozen_layout)(g_small.params)
+    assert isinstance(frozen["convs"]["0"]["conv"]["weight"], ops.FrozenModConv)
+    assert g_small.params["convs"]["0"]["conv"]["weight"].ndim == 5  # the input tree is left as it was
+
+    def loss(p, w, n):
+        return jnp.mean(g_small.synthesis_apply(p, w, n, output_stride=stride) ** 2)
+
+    for got, want in zip(jax.value_and_grad(loss, argnums=(1, 2))(frozen, w, g_small.noise),
+                         jax.value_and_grad(loss, argnums=(1, 2))(g_small.params, w, g_small.noise)):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * float(np.abs(b).max()) + 1e-30)
+    with pytest.raises(ValueError, match="activation formulation"):
+        g_small.synthesis_apply(frozen, w, g_small.noise, modconv="weight")

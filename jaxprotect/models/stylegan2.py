@@ -29,6 +29,7 @@ from jaxprotect.models.stylegan2_ops import (
     MODCONV_MODES,
     equal_linear,
     fir_upsample2x,
+    frozen_modconv,
     fused_leaky_relu,
     make_kernel,
     modulated_conv2d,
@@ -261,6 +262,18 @@ class StyleGAN2:
                 x, skip, s, noise[1 + 2 * j], noise[2 + 2 * j], output_stride if j == n_blocks - 1 else 1,
             )
         return skip
+
+    def frozen_layout(self, params):
+        """``params`` with every modulated convolution's ``weight`` replaced by its
+        :func:`~jaxprotect.models.stylegan2_ops.frozen_modconv` layout, for :meth:`synthesis_apply` in the
+        activation formulation when the weights are not differentiated (a latent search): the kernels' scale,
+        layout copies and squared sums are then computed once instead of on every call. Same images."""
+        out = jax.tree.map(lambda a: a, params)  # new containers, same arrays
+        for name, _ in self._layers():
+            p = _get(out, name)["conv"]
+            upsample = name.startswith("convs.") and int(name.split(".")[1]) % 2 == 0
+            p["weight"] = frozen_modconv(p["weight"], upsample=upsample)
+        return out
 
     # ---- layers ---------------------------------------------------------------------------
     def _styled_conv(self, p, x, s, noise, upsample, stride=1):

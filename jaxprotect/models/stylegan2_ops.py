@@ -3,7 +3,7 @@
 Ported from the ops CLIP2Protect runs (``models/stylegan2/op/upfirdn2d.py`` ``upfirdn2d_native``,
 ``op/fused_act.py``, ``models/stylegan2/model.py`` ``ModulatedConv2d``; rosinality/stylegan2-pytorch).
 Activations are NHWC; conv weights stay in the checkpoint layout (O, I, k, k) and XLA chooses
-its own layout.
+its own layout, except where a frozen generator's weights are laid out once (:func:`frozen_modconv`).
 
 :func:`upfirdn2d` is the general reference (zero insertion, pad/crop, true convolution with the
 2-D kernel, decimation). The generator uses faster equivalents built on the structure of its
@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +41,8 @@ __all__ = [
     "fused_leaky_relu",
     "equal_linear",
     "conv_transpose2x_blur",
+    "FrozenModConv",
+    "frozen_modconv",
     "conv_weight_grad",
     "conv_same_matmul_wgrad",
     "modulated_conv2d",
@@ -358,11 +361,24 @@ def _conv_transpose2x_phases(x: jax.Array, w: jax.Array, margin: int = 0) -> lis
     for k = 3); :func:`_place_taps` then sums shifted channel slices of those products into the
     phases.
     """
-    k = w.shape[2]
-    ys = tuple(_pixel_matmul(x, jnp.concatenate([w[:, :, ty, tx] for ty, tx in group], axis=0))  # (len * O, I)
-               for _, group in _tap_groups(k))
+    k = _transposed_kernel_size(w)
+    groups = w if isinstance(w, tuple) else _group_taps(w)
+    ys = tuple(_pixel_matmul(x, g) for g in groups)
     p = _place_taps(ys, k, margin)
     return [[p[0], p[1]], [p[2], p[3]]]
+
+
+def _group_taps(w: jax.Array) -> tuple:
+    """(O, I, k, k) -> one (len(group) * O, I) matrix per group of :func:`_tap_groups`: the taps sharing a shift,
+    side by side."""
+    return tuple(jnp.concatenate([w[:, :, ty, tx] for ty, tx in group], axis=0) for _, group in _tap_groups(w.shape[2]))
+
+
+def _transposed_kernel_size(w) -> int:
+    """k of an (O, I, k, k) kernel, or of its :func:`_group_taps` matrices ((k + 1) // 2 squared groups)."""
+    if isinstance(w, tuple):
+        return 2 * math.isqrt(len(w)) - 1
+    return w.shape[2]
 
 
 def _tap_groups(k: int) -> tuple:
@@ -448,12 +464,13 @@ def conv_transpose2x_blur(x: jax.Array, w: jax.Array, blur_kernel: Sequence[floa
                           out_scale: jax.Array | None = None) -> jax.Array:
     """Upstream upsampling conv: ``Blur(conv_transpose2d(x, w, stride=2))`` with gain 4, NHWC.
 
-    ``x`` [N, H, W, I], ``w`` (O, I, k, k) (odd k; w[:, :, t] feeds out[2i + t]); ``out_scale`` [N, O]
+    ``x`` [N, H, W, I], ``w`` (O, I, k, k) (odd k; w[:, :, t] feeds out[2i + t]), or its tap groups laid out by
+    :func:`frozen_modconv`; ``out_scale`` [N, O]
     optionally multiplies the transposed-conv output per channel (demodulation). Returns
     [N, 2H, 2W, O]. Computed per sub-pixel phase: four small convolutions, the blur applied to
     the phases, one interleave at the end.
     """
-    k = w.shape[2]
+    k = _transposed_kernel_size(w)
     n, h, wd, _ = x.shape
     p0, p1 = _upsample_blur_pad(k, blur_kernel)
     kb = len(blur_kernel)
@@ -472,6 +489,44 @@ def conv_transpose2x_blur(x: jax.Array, w: jax.Array, blur_kernel: Sequence[floa
     return _interleave(z)  # z[e][f]: output rows e::2, columns f::2
 
 
+class FrozenModConv(NamedTuple):
+    """A modulated convolution's weights laid out once, for a generator whose weights are not differentiated
+    (:func:`frozen_modconv`): ``kernel`` is ``scale * weight`` as the convolution reads it, ``sq`` (O, I) the
+    sum over the taps of its square (the demodulation's input)."""
+
+    kernel: Any
+    sq: jax.Array
+
+
+def frozen_modconv(weight: jax.Array, upsample: bool = False) -> FrozenModConv:
+    """``weight`` (1, O, I, k, k) in checkpoint units -> :class:`FrozenModConv` for :func:`modulated_conv2d`'s
+    activation formulation: the kernel (k, k, I, O) (HWIO), or (O, I) for k = 1, or with ``upsample`` the
+    transposed convolution's tap groups, each (len * O, I).
+
+    The same values the activation formulation derives from ``weight`` on every call (scale, layout copies, the
+    squared sums), computed once: a latent search calls the generator hundreds of times with the same weights.
+    """
+    _, o, i, k, _ = weight.shape
+    base = (1.0 / math.sqrt(i * k * k)) * weight[0]
+    sq = jnp.sum(base * base, axis=(2, 3))
+    if upsample:
+        kernel = _group_taps(base)
+    elif k == 1:
+        kernel = base[:, :, 0, 0]
+    else:
+        kernel = jnp.transpose(base, (2, 3, 1, 0))
+    return FrozenModConv(kernel, sq)
+
+
+def _frozen_conv_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    # kernel (O, I) for 1x1, else (k, k, I, O); weights frozen: XLA's own convolution and its input gradient
+    if kernel.ndim == 2:
+        return _pixel_matmul(x[:, ::stride, ::stride], kernel)
+    if x.shape[1] % stride or x.shape[2] % stride:
+        raise ValueError(f"stride {stride} does not divide the input size {x.shape[1:3]}")
+    return _xla_conv_same(x, kernel, stride, "HWIO")
+
+
 def modulated_conv2d(
     x: jax.Array,
     weight: jax.Array,
@@ -485,8 +540,8 @@ def modulated_conv2d(
 ) -> jax.Array:
     """Upstream ``ModulatedConv2d.forward`` (after the modulation linear layer) on NHWC.
 
-    ``x`` [N, H, W, I]; ``weight`` (1, O, I, k, k) in checkpoint units; ``style`` [N, I] (the
-    StyleSpace code ``s``). Returns [N, H, W, O], or [N, 2H, 2W, O] with ``upsample``
+    ``x`` [N, H, W, I]; ``weight`` (1, O, I, k, k) in checkpoint units, or (activation formulation only) its
+    :func:`frozen_modconv` layout; ``style`` [N, I] (the StyleSpace code ``s``). Returns [N, H, W, O], or [N, 2H, 2W, O] with ``upsample``
     (stride-2 transposed conv, then the blur with gain 4). ``stride`` s (not with ``upsample``)
     returns only rows and columns 0, s, 2s, ...: [N, H/s, W/s, O].
 
@@ -501,6 +556,11 @@ def modulated_conv2d(
         raise ValueError(f"mode must be one of {MODCONV_MODES}, got {mode!r}")
     if upsample and stride != 1:
         raise ValueError("stride is only supported without upsample")
+    if isinstance(weight, FrozenModConv):
+        if mode != "activation":
+            raise ValueError("frozen (laid-out) weights are for the activation formulation: the weight formulation "
+                             "differentiates the weights, so pass them in checkpoint layout")
+        return _modulated_frozen(x, weight, style, demodulate, upsample, blur_kernel, stride)
     _, o, i, k, _ = weight.shape
     scale = 1.0 / math.sqrt(i * k * k)
     base = scale * weight[0]  # (O, I, k, k), upstream `self.scale * self.weight`
@@ -523,11 +583,21 @@ def modulated_conv2d(
             return op(x, wmod[0])
         return jax.vmap(lambda xi, wi: op(xi[None], wi)[0])(x, wmod)
 
-    # sum_{i,kh,kw} (base * s_i)^2 = sum_i s_i^2 * sum_{kh,kw} base^2: an (N, I) x (I, O) product
+    return _modulated_activation(x, base, jnp.sum(base * base, axis=(2, 3)), style, demodulate, upsample, blur_kernel,
+                                 stride, _conv_same)
+
+
+def _modulated_frozen(x, weight: FrozenModConv, style, demodulate, upsample, blur_kernel, stride):
+    return _modulated_activation(x, weight.kernel, weight.sq, style, demodulate, upsample, blur_kernel, stride,
+                                 _frozen_conv_same)
+
+
+def _modulated_activation(x, kernel, sq, style, demodulate, upsample, blur_kernel, stride, conv):
+    # sum_{i,kh,kw} (base * s_i)^2 = sum_i s_i^2 * sum_{kh,kw} base^2 (= sq): an (N, I) x (I, O) product
     # instead of materialising the per-sample weights (which the backward pass would keep)
-    demod = lax.rsqrt(_dot_t(style * style, jnp.sum(base * base, axis=(2, 3))) + 1e-8) if demodulate else None
+    demod = lax.rsqrt(_dot_t(style * style, sq) + 1e-8) if demodulate else None
     xs = x * style[:, None, None, :]
     if upsample:
-        return conv_transpose2x_blur(xs, base, blur_kernel, out_scale=demod)
-    out = _conv_same(xs, base, stride)
+        return conv_transpose2x_blur(xs, kernel, blur_kernel, out_scale=demod)
+    out = conv(xs, kernel, stride)
     return out * demod[:, None, None, :] if demodulate else out

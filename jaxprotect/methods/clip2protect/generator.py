@@ -39,12 +39,15 @@ class Synthesis:
     [-1, 1]), or only every ``output_stride``-th row and column of them; ``modconv`` overrides the
     generator's modulated-convolution formulation (see :func:`~jaxprotect.models.stylegan2_ops.modulated_conv2d`).
     ``noise_shapes``: per-photo noise map shapes (no batch axis), coarse to fine.
+    ``frozen_layout(params) -> params``: the weights laid out once for calls that do not differentiate them
+    (the search); ``apply`` takes either form in the default formulation (None: no such layout).
     """
 
     apply: Callable
     noise_shapes: tuple
     size: int
     n_latent: int
+    frozen_layout: Callable | None = None
 
     def images(self, params, wplus, noise, *, per_photo_params: bool, batching: str = "map", remat: bool = False,
                output_stride: int = 1, modconv: str | None = None):
@@ -77,4 +80,5 @@ def from_stylegan2(g: Any) -> Synthesis:
     def apply(params, wplus, noise, remat=False, output_stride=1, modconv=None):
         return g.synthesis_apply(params, wplus, noise, remat=remat, output_stride=output_stride, modconv=modconv)
 
-    return Synthesis(apply=apply, noise_shapes=shapes, size=int(g.size), n_latent=int(g.n_latent))
+    return Synthesis(apply=apply, noise_shapes=shapes, size=int(g.size), n_latent=int(g.n_latent),
+                     frozen_layout=g.frozen_layout)

@@ -196,6 +196,14 @@ def _search_fns(models, cfg: SearchConfig, ex: ExecutionConfig, per_photo, mesh)
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _layout_fn(synthesis, per_photo, mesh):
+    """The generator's weights laid out once for the search (``Synthesis.frozen_layout``), over the mesh."""
+    if per_photo:
+        return over_batch(jax.vmap(synthesis.frozen_layout), mesh, (True,))
+    return jax.jit(synthesis.frozen_layout)
+
+
 def _check_resumable(resume, on_step, b, mode):
     if (resume is not None or on_step is not None) and b > 1 and mode == "loop":
         raise ValueError("resume/on_step need photos that step together: run one photo at a time in 'loop' batching")
@@ -487,6 +495,9 @@ def _search(nets, cfg: Clip2ProtectConfig, photos_uint8, boxes, keys, target_emb
     src_fn, step_fn, eval_fn = _search_fns(models, sc, ex, per_photo, mesh)
 
     g_in = put_batched(pad_batch(g_params, b, size), mesh) if per_photo else put_replicated(g_params, mesh)
+    if models.synthesis.frozen_layout is not None:  # the search never differentiates the generator's weights
+        lay = _layout_fn(models.synthesis, per_photo, mesh)
+        g_in = compiled(lay, g_in)(g_in)
     w0_l, noise_l, persp_l = pad_batch((w0, list(noise), perspective), b, size)
     w0_p, noise_p, persp_p = put_batched((w0_l, noise_l, persp_l), mesh)
     shared = put_replicated(nets.shared(), mesh)
