@@ -337,9 +337,13 @@ def _conv_same(x: jax.Array, w: jax.Array, stride: int = 1, layout: str = "OIHW"
     if k == 1:
         w2 = w[0, 0] if layout == "HWOI" else w[:, :, 0, 0]
         return _pixel_matmul(x[:, ::stride, ::stride], w2)
+    _check_stride(x, stride)
+    return conv_same_matmul_wgrad(x, w, stride, layout)
+
+
+def _check_stride(x: jax.Array, stride: int) -> None:
     if x.shape[1] % stride or x.shape[2] % stride:
         raise ValueError(f"stride {stride} does not divide the input size {x.shape[1:3]}")
-    return conv_same_matmul_wgrad(x, w, stride, layout)
 
 
 def _phase_taps(k: int, p: int) -> list[int]:
@@ -506,8 +510,8 @@ def frozen_modconv(weight: jax.Array, upsample: bool = False) -> FrozenModConv:
     The same values the activation formulation derives from ``weight`` on every call (scale, layout copies, the
     squared sums), computed once: a latent search calls the generator hundreds of times with the same weights.
     """
-    _, o, i, k, _ = weight.shape
-    base = (1.0 / math.sqrt(i * k * k)) * weight[0]
+    base = _scaled_kernel(weight)
+    k = base.shape[2]
     sq = jnp.sum(base * base, axis=(2, 3))
     if upsample:
         kernel = _group_taps(base)
@@ -518,12 +522,17 @@ def frozen_modconv(weight: jax.Array, upsample: bool = False) -> FrozenModConv:
     return FrozenModConv(kernel, sq)
 
 
+def _scaled_kernel(weight: jax.Array) -> jax.Array:
+    """(1, O, I, k, k) in checkpoint units -> (O, I, k, k), upstream ``self.scale * self.weight``."""
+    _, _, i, k, _ = weight.shape
+    return (1.0 / math.sqrt(i * k * k)) * weight[0]
+
+
 def _frozen_conv_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     # kernel (O, I) for 1x1, else (k, k, I, O); weights frozen: XLA's own convolution and its input gradient
     if kernel.ndim == 2:
         return _pixel_matmul(x[:, ::stride, ::stride], kernel)
-    if x.shape[1] % stride or x.shape[2] % stride:
-        raise ValueError(f"stride {stride} does not divide the input size {x.shape[1:3]}")
+    _check_stride(x, stride)
     return _xla_conv_same(x, kernel, stride, "HWIO")
 
 
@@ -560,10 +569,9 @@ def modulated_conv2d(
         if mode != "activation":
             raise ValueError("frozen (laid-out) weights are for the activation formulation: the weight formulation "
                              "differentiates the weights, so pass them in checkpoint layout")
-        return _modulated_frozen(x, weight, style, demodulate, upsample, blur_kernel, stride)
-    _, o, i, k, _ = weight.shape
-    scale = 1.0 / math.sqrt(i * k * k)
-    base = scale * weight[0]  # (O, I, k, k), upstream `self.scale * self.weight`
+        return _modulated_activation(x, weight.kernel, weight.sq, style, demodulate, upsample, blur_kernel, stride,
+                                     _frozen_conv_same)
+    base = _scaled_kernel(weight)
 
     if mode == "weight":
         if upsample:
@@ -585,11 +593,6 @@ def modulated_conv2d(
 
     return _modulated_activation(x, base, jnp.sum(base * base, axis=(2, 3)), style, demodulate, upsample, blur_kernel,
                                  stride, _conv_same)
-
-
-def _modulated_frozen(x, weight: FrozenModConv, style, demodulate, upsample, blur_kernel, stride):
-    return _modulated_activation(x, weight.kernel, weight.sq, style, demodulate, upsample, blur_kernel, stride,
-                                 _frozen_conv_same)
 
 
 def _modulated_activation(x, kernel, sq, style, demodulate, upsample, blur_kernel, stride, conv):
