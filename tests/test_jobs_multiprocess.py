@@ -210,14 +210,16 @@ def test_clip2protect_batches_span_two_processes(tmp_path):
 
     def pair(out, stop_in_search=False):
         port = _port()
+        # Stopped runs take 1 s a step, so the signal surely lands inside the search (6 s long).
+        paced = ("--step-delay", "1.0") if stop_in_search else ()
         procs = [_worker(out, inputs, target, env, "--steps", "6", "--coordinator", f"localhost:{port}",
-                         "--num-processes", "2", "--process-id", str(i)) for i in range(2)]
+                         "--num-processes", "2", "--process-id", str(i), *paced) for i in range(2)]
         if stop_in_search:
             while True:
                 e = procs[0].wait_event("stage")
                 if e["stage"].endswith(": search"):
                     break
-            time.sleep(1.0)  # inside the search
+            time.sleep(0.5)
             for p in procs:
                 p.p.send_signal(signal.SIGTERM)
         return [p.finish() for p in procs], procs

@@ -336,7 +336,7 @@ def run(args) -> int:
     """Protect the inputs as a job; 0 when every photo succeeded, 1 if some failed, 2 on a usage or setup
     error, 130/143 when Ctrl-C/SIGTERM stopped it (run the same command again to continue)."""
     from jaxprotect.io import PhotoError
-    from jaxprotect.jobs import InputError, JobError, exit_now, initialize, prepare_output_dir, resolve_inputs, run_job
+    from jaxprotect.jobs import InputError, JobError, initialize, prepare_output_dir, resolve_inputs, run_job
 
     problem = check_flags(args)
     if problem:
@@ -370,9 +370,5 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if result.leave_now:  # some process stopped early: jax.distributed's shutdown would wait for it, then abort
-        if info.primary:
-            import time
-
-            time.sleep(0.5)  # process 0 hosts the coordination service: leave after the others
-        exit_now(result.exit_code)
+        result.leave()
     return result.exit_code

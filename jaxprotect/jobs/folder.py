@@ -44,7 +44,7 @@ def clean_temporaries(out: Path) -> int:
     for folder in (out, status_dir(out)):
         if folder.is_dir():
             for p in folder.iterdir():
-                if (_TEMPORARY.match(p.name) or p.name.startswith("alive-run-")) and p.is_file():
+                if (_TEMPORARY.match(p.name) or p.name.startswith(("alive-run-", "left-run-"))) and p.is_file():
                     p.unlink(missing_ok=True)
                     n += 1
     for root in (batches_dir(out), rounds_dir(out)):

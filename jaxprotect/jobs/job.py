@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from jaxprotect.io import PhotoError
 from jaxprotect.io.naming import output_paths
@@ -40,11 +41,11 @@ from jaxprotect.jobs.checkpoints import (
     remove_rounds,
     rounds_dir,
 )
-from jaxprotect.jobs.distributed import ProcessInfo, any_process, broadcast_json, process_info, wait_for
+from jaxprotect.jobs.distributed import ProcessInfo, any_process, broadcast_json, exit_now, process_info, wait_for
 from jaxprotect.jobs.folder import clean_temporaries, drop_own_outputs, prepare_output_dir, write_outputs
 from jaxprotect.jobs.inputs import InputPhoto, Inputs, read_input, resolve_inputs
 from jaxprotect.jobs.manifest import JobError, JobSettingsError, load_manifest, save_manifest, update_manifest
-from jaxprotect.jobs.peers import Heartbeat, heartbeat_path, peer_states
+from jaxprotect.jobs.peers import Departure, Heartbeat, heartbeat_path, peer_states
 from jaxprotect.jobs.plan import PlannedBatch, plan_batches
 from jaxprotect.jobs.signals import StopSignals
 from jaxprotect.jobs.status import StatusLog, merge_status, read_status_files, remove_status_files, status_dir
@@ -81,14 +82,22 @@ class JobResult:
     """How a run ended: ``state`` "complete" | "interrupted"; ``exit_code`` (0 all done, 1 some
     photo failed in this run, 130/143 interrupted by SIGINT/SIGTERM); ``events`` {photo id:
     event} of this process; ``summary`` (process 0: the summary dict written to OUT);
-    ``leave_now``: in a run over several processes where some process stopped early, leave with
-    :func:`jaxprotect.jobs.distributed.exit_now` (``jax.distributed``'s shutdown would wait for it)."""
+    ``leave_now``: in a run over several processes where some process stopped early, call
+    :meth:`leave` (``jax.distributed``'s shutdown would wait for that process, then abort)."""
 
     state: str
     exit_code: int
     events: dict
     summary: dict | None = None
     leave_now: bool = False
+    departure: Departure | None = dataclasses.field(default=None, repr=False)
+
+    def leave(self) -> NoReturn:
+        """Exit the process now with :attr:`exit_code`, process 0 after the others (it hosts the
+        coordination service that their exit still needs)."""
+        if self.departure is None:
+            exit_now(self.exit_code)
+        self.departure.leave(self.exit_code)
 
     @property
     def failed(self) -> list:
@@ -338,7 +347,8 @@ def run_job(inputs, runner, out_dir, *, options: JobOptions = JobOptions(), info
     progress.event("end", state=state, done=done, failed=failed, left=left, elapsed_s=round(elapsed, 1))
     code = stop.exit_status if state == "interrupted" else (1 if failed else 0)
     leave_now = info.count > 1 and (state != "complete" or any(v != "complete" for v in peers.values()))
-    return JobResult(state, code, events, summary, leave_now)
+    departure = Departure(out, run, info, options.peer_stale_s) if leave_now else None
+    return JobResult(state, code, events, summary, leave_now, departure)
 
 
 def _run_batch(out, runner, batch: PlannedBatch, loaded, entries, status: StatusLog, progress: Progress,

@@ -2,12 +2,13 @@
 fixed-face detector and a stand-in for e4e, and a worker entry point for multi-process tests:
 
     python -m helpers.c2p_job OUT INPUTS TARGET [--coordinator H:P --num-processes N --process-id I]
-        [--batch-size B] [--finetune-steps F] [--steps S]
+        [--batch-size B] [--finetune-steps F] [--steps S] [--step-delay SECONDS]
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import numpy as np
 
@@ -52,6 +53,34 @@ def small_runner(target: str, *, finetune_steps: int = 4, steps: int = 6, batch_
     return Clip2ProtectRunner(settings, nets=nets, detector=FixedFace(), encoder=encoder)
 
 
+class _PacedControl:
+    """A batch control that waits ``delay`` seconds at every step (where the pipeline asks whether
+    to stop), so that a test can signal a process while it is inside a stage."""
+
+    def __init__(self, control, delay: float):
+        self._control, self._delay = control, delay
+
+    def __getattr__(self, name):
+        return getattr(self._control, name)
+
+    def stop_requested(self) -> bool:
+        time.sleep(self._delay)
+        return self._control.stop_requested()
+
+
+class PacedRunner:
+    """``runner`` with every step slowed down by ``delay`` seconds (see :class:`_PacedControl`)."""
+
+    def __init__(self, runner, delay: float):
+        self._runner, self._delay = runner, delay
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+    def protect(self, tasks, progress, control=None):
+        return self._runner.protect(tasks, progress, None if control is None else _PacedControl(control, self._delay))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -63,15 +92,18 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--finetune-steps", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--step-delay", type=float, default=0.0)
     args = ap.parse_args(argv)
-    from jaxprotect.jobs import JobOptions, exit_now, initialize, run_job
+    from jaxprotect.jobs import JobOptions, initialize, run_job
 
     info = initialize(args.coordinator, args.num_processes, args.process_id)  # before any JAX computation
     runner = small_runner(args.target, finetune_steps=args.finetune_steps, steps=args.steps,
                           batch_size=args.batch_size)
+    if args.step_delay:
+        runner = PacedRunner(runner, args.step_delay)
     result = run_job([args.inputs], runner, args.out, options=JobOptions(seed=1, progress="json"), info=info)
     if result.leave_now:
-        exit_now(result.exit_code)
+        result.leave()
     return result.exit_code
 
 
